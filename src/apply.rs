@@ -1,0 +1,293 @@
+//! Carrying a decision out: the IoT calls for one policy (SPEC §3.4, §5).
+
+use aws_sdk_iot::Client;
+
+use crate::config::Config;
+use crate::findings::PolicyVersionRef;
+use crate::iot_error::{IotError, IotErrorKind};
+use crate::plan::{
+    decide, duplicate_candidates, oldest_non_default, AfterCreate, Decision, PolicyState,
+    SkipReason, VersionInfo,
+};
+use crate::report::{FindingReport, Outcome};
+use crate::restrictive::RestrictivePolicy;
+
+/// What a `DeletePolicyVersion` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deleted {
+    Yes,
+    /// The version was already gone.
+    AlreadyGone,
+    /// IoT refused: the version is the default or in use.
+    InUse,
+}
+
+/// Works on one policy at a time; shared by all workers of an invocation.
+#[derive(Clone, Debug)]
+pub struct Remediator {
+    client: Client,
+    config: Config,
+    policy: RestrictivePolicy,
+}
+
+impl Remediator {
+    pub fn new(client: Client, config: Config, policy: RestrictivePolicy) -> Self {
+        Self {
+            client,
+            config,
+            policy,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Reads the policy, decides, and carries the decision out. Never fails: an error becomes
+    /// the `failed` outcome, with whatever was already done recorded in the report.
+    pub async fn remediate(
+        &self,
+        finding_id: Option<String>,
+        flagged: &PolicyVersionRef,
+    ) -> FindingReport {
+        let mut report = FindingReport::new(finding_id, Some(flagged), Outcome::Remediated);
+        report.outcome = match self.carry_out(flagged, &mut report).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed {
+                error: e.to_string(),
+            },
+        };
+        report
+    }
+
+    async fn carry_out(
+        &self,
+        flagged: &PolicyVersionRef,
+        report: &mut FindingReport,
+    ) -> Result<Outcome, IotError> {
+        let name = flagged.policy_name.as_str();
+        let current = self.get_policy(name).await?;
+        let state = current.as_ref().map(|(state, _)| state);
+        report.default_version_id = state.map(|s| s.default_version_id.clone());
+        match decide(flagged, state, &self.config) {
+            Decision::Skip(reason) => Ok(Outcome::Skipped { reason }),
+            Decision::RestrictiveFlagged => Ok(Outcome::Skipped {
+                reason: SkipReason::RestrictiveDocumentFlagged,
+            }),
+            Decision::AlreadyRemediated { leftover } => {
+                if let Some(version) = leftover {
+                    if self.config.dry_run {
+                        report.would_delete_version_ids.push(version);
+                    } else if self.delete_version(name, &version).await? == Deleted::Yes {
+                        report.deleted_version_ids.push(version);
+                    }
+                }
+                Ok(Outcome::Skipped {
+                    reason: SkipReason::AlreadyRemediated,
+                })
+            }
+            Decision::Remediate { replaced, after } => {
+                report.replaced_document = current.map(|(_, document)| document);
+                if self.config.dry_run {
+                    match after {
+                        AfterCreate::DeleteReplaced => {
+                            report.would_delete_version_ids.push(replaced)
+                        }
+                        AfterCreate::KeepReplaced => report.kept_version_id = Some(replaced),
+                    }
+                    return Ok(Outcome::WouldRemediate);
+                }
+                let new_version = self.create_default(name, report).await?;
+                report.new_version_id = Some(new_version);
+                match after {
+                    AfterCreate::DeleteReplaced => match self.delete_version(name, &replaced).await? {
+                        Deleted::Yes => report.deleted_version_ids.push(replaced),
+                        // Only a concurrent run of the same event deletes it first; that run
+                        // also created a restrictive version, and one of the two must go.
+                        Deleted::AlreadyGone => self.tidy_duplicates(name, &replaced, report).await?,
+                        Deleted::InUse => {
+                            return Err(IotError::unexpected(
+                                "DeletePolicyVersion",
+                                format!("the replaced version {replaced} is the default again: another writer changed the policy"),
+                            ))
+                        }
+                    },
+                    AfterCreate::KeepReplaced => {
+                        report.kept_version_id = Some(replaced.clone());
+                        // No delete, so no cheap signal of a concurrent run: look instead.
+                        self.tidy_duplicates(name, &replaced, report).await?;
+                    }
+                }
+                Ok(Outcome::Remediated)
+            }
+        }
+    }
+
+    /// `GetPolicy`; `None` when the policy does not exist. Returns the state and the default
+    /// document as IoT sent it.
+    async fn get_policy(&self, name: &str) -> Result<Option<(PolicyState, String)>, IotError> {
+        const OP: &str = "GetPolicy";
+        let out = match self.client.get_policy().policy_name(name).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = IotError::from_sdk(OP, e);
+                return match e.kind {
+                    IotErrorKind::NotFound => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        };
+        let (Some(default_version_id), Some(document)) =
+            (out.default_version_id(), out.policy_document())
+        else {
+            return Err(IotError::unexpected(
+                OP,
+                "response lacks defaultVersionId or policyDocument",
+            ));
+        };
+        let state = PolicyState {
+            default_version_id: default_version_id.to_owned(),
+            default_is_restrictive: self.policy.matches(document),
+        };
+        Ok(Some((state, document.to_owned())))
+    }
+
+    /// Creates the restrictive document as the new default. At the 5-version limit, deletes the
+    /// oldest non-default version and tries once more; a second limit error is a failure
+    /// (another writer took the slot).
+    async fn create_default(
+        &self,
+        name: &str,
+        report: &mut FindingReport,
+    ) -> Result<String, IotError> {
+        match self.create_version(name).await {
+            Err(e) if e.kind == IotErrorKind::VersionsLimit => {
+                let versions = self.list_versions(name).await?;
+                let oldest = oldest_non_default(&versions).ok_or_else(|| {
+                    IotError::unexpected(
+                        "ListPolicyVersions",
+                        "at the version limit but no non-default version to delete",
+                    )
+                })?;
+                let oldest = oldest.version_id.clone();
+                match self.delete_version(name, &oldest).await? {
+                    Deleted::Yes => report.deleted_version_ids.push(oldest),
+                    Deleted::AlreadyGone => {}
+                    Deleted::InUse => {
+                        return Err(IotError::unexpected(
+                            "DeletePolicyVersion",
+                            format!("version {oldest} became the default while freeing a slot"),
+                        ))
+                    }
+                }
+                self.create_version(name).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_version(&self, name: &str) -> Result<String, IotError> {
+        const OP: &str = "CreatePolicyVersion";
+        let out = self
+            .client
+            .create_policy_version()
+            .policy_name(name)
+            .policy_document(self.policy.document())
+            .set_as_default(true)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk(OP, e))?;
+        out.policy_version_id()
+            .map(str::to_owned)
+            .ok_or_else(|| IotError::unexpected(OP, "response lacks policyVersionId"))
+    }
+
+    async fn delete_version(&self, name: &str, version: &str) -> Result<Deleted, IotError> {
+        let result = self
+            .client
+            .delete_policy_version()
+            .policy_name(name)
+            .policy_version_id(version)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Deleted::Yes),
+            Err(e) => {
+                let e = IotError::from_sdk("DeletePolicyVersion", e);
+                match e.kind {
+                    IotErrorKind::NotFound => Ok(Deleted::AlreadyGone),
+                    IotErrorKind::InUse => Ok(Deleted::InUse),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>, IotError> {
+        let out = self
+            .client
+            .list_policy_versions()
+            .policy_name(name)
+            .send()
+            .await
+            .map_err(|e| IotError::from_sdk("ListPolicyVersions", e))?;
+        Ok(out
+            .policy_versions()
+            .iter()
+            .filter_map(|v| {
+                Some(VersionInfo {
+                    version_id: v.version_id()?.to_owned(),
+                    is_default: v.is_default_version(),
+                    created_ms: v.create_date().and_then(|d| d.to_millis().ok()),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes restrictive versions that a concurrent run created next to ours, so the policy
+    /// ends with exactly one restrictive version: the default. Only non-default versions newer
+    /// than the replaced one are looked at, and only those whose document is the restrictive one
+    /// are deleted; IoT itself refuses to delete the default.
+    async fn tidy_duplicates(
+        &self,
+        name: &str,
+        replaced: &str,
+        report: &mut FindingReport,
+    ) -> Result<(), IotError> {
+        let versions = self.list_versions(name).await?;
+        for candidate in duplicate_candidates(&versions, replaced) {
+            let id = candidate.version_id.as_str();
+            let out = match self
+                .client
+                .get_policy_version()
+                .policy_name(name)
+                .policy_version_id(id)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => match IotError::from_sdk("GetPolicyVersion", e) {
+                    e if e.kind == IotErrorKind::NotFound => continue,
+                    e => return Err(e),
+                },
+            };
+            if out
+                .policy_document()
+                .is_some_and(|d| self.policy.matches(d))
+                && self.delete_version(name, id).await? == Deleted::Yes
+            {
+                tracing::info!(
+                    policy = name,
+                    version = id,
+                    "deleted a duplicate restrictive version left by a concurrent run"
+                );
+                report.deleted_version_ids.push(id.to_owned());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Configuration from the environment (SPEC §4). Every bad value is refused with the variable's
+//! name, so a misconfigured function fails its init instead of running with a silent default.
+
+use std::num::NonZeroUsize;
+
+use thiserror::Error;
+
+pub const DEFAULT_PREFIX: &str = "WS_AUDIT_";
+/// Policies worked on at once. Chosen from the benchmark figures in README (Performance).
+pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+/// Far above what the account's API quota can use; a larger value is a typo, not a wish.
+pub const MAX_MAX_CONCURRENCY: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Only policies whose name starts with this are changed.
+    pub target_policy_prefix: String,
+    /// Report what would be done; make no write call.
+    pub dry_run: bool,
+    /// Keep the replaced (permissive) version as a non-default version for rollback.
+    pub keep_replaced_version: bool,
+    /// How many policies are worked on at once (1 = strictly sequential).
+    pub max_concurrency: NonZeroUsize,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("TARGET_POLICY_PREFIX is empty: that would put every policy of the account in scope")]
+    EmptyPrefix,
+    #[error(
+        "TARGET_POLICY_PREFIX={0:?} has characters that cannot appear in an IoT policy name (allowed: letters, digits, _ + = , . @ -)"
+    )]
+    BadPrefix(String),
+    #[error("{name}={value:?} is not a boolean: use true or false")]
+    NotABool { name: &'static str, value: String },
+    #[error("MAX_CONCURRENCY={0:?} is not a whole number from 1 to {MAX_MAX_CONCURRENCY}")]
+    BadConcurrency(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target_policy_prefix: DEFAULT_PREFIX.to_owned(),
+            dry_run: false,
+            keep_replaced_version: false,
+            max_concurrency: NonZeroUsize::new(DEFAULT_MAX_CONCURRENCY)
+                .unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let target_policy_prefix = match lookup("TARGET_POLICY_PREFIX") {
+            None => defaults.target_policy_prefix,
+            Some(p) if p.is_empty() => return Err(ConfigError::EmptyPrefix),
+            Some(p) if !p.chars().all(is_policy_name_char) => {
+                return Err(ConfigError::BadPrefix(p))
+            }
+            Some(p) => p,
+        };
+        let dry_run = parse_bool("DRY_RUN", lookup("DRY_RUN"), defaults.dry_run)?;
+        let keep_replaced_version = parse_bool(
+            "KEEP_REPLACED_VERSION",
+            lookup("KEEP_REPLACED_VERSION"),
+            defaults.keep_replaced_version,
+        )?;
+        let max_concurrency = match lookup("MAX_CONCURRENCY") {
+            None => defaults.max_concurrency,
+            Some(v) => v
+                .trim()
+                .parse::<NonZeroUsize>()
+                .ok()
+                .filter(|n| n.get() <= MAX_MAX_CONCURRENCY)
+                .ok_or(ConfigError::BadConcurrency(v))?,
+        };
+        Ok(Self {
+            target_policy_prefix,
+            dry_run,
+            keep_replaced_version,
+            max_concurrency,
+        })
+    }
+}
+
+/// Policy names match `[\w+=,.@-]+`.
+fn is_policy_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
+fn parse_bool(
+    name: &'static str,
+    value: Option<String>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::NotABool { name, value }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.target_policy_prefix, "WS_AUDIT_");
+        assert!(!c.dry_run);
+        assert!(!c.keep_replaced_version);
+        assert_eq!(c.max_concurrency.get(), DEFAULT_MAX_CONCURRENCY);
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let c = config(&[
+            ("TARGET_POLICY_PREFIX", "FLEET-"),
+            ("DRY_RUN", "TRUE"),
+            ("KEEP_REPLACED_VERSION", " true "),
+            ("MAX_CONCURRENCY", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.target_policy_prefix, "FLEET-");
+        assert!(c.dry_run);
+        assert!(c.keep_replaced_version);
+        assert_eq!(c.max_concurrency.get(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_variable() {
+        assert_eq!(
+            config(&[("TARGET_POLICY_PREFIX", "")]),
+            Err(ConfigError::EmptyPrefix)
+        );
+        assert_eq!(
+            config(&[("TARGET_POLICY_PREFIX", "WS_*")]),
+            Err(ConfigError::BadPrefix("WS_*".into()))
+        );
+        let err = config(&[("DRY_RUN", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("DRY_RUN"), "{err}");
+        let err = config(&[("KEEP_REPLACED_VERSION", "")]).unwrap_err();
+        assert!(err.to_string().contains("KEEP_REPLACED_VERSION"), "{err}");
+        for bad in ["0", "-1", "abc", "", "65"] {
+            let err = config(&[("MAX_CONCURRENCY", bad)]).unwrap_err();
+            assert!(err.to_string().contains("MAX_CONCURRENCY"), "{bad}: {err}");
+        }
+        assert_eq!(
+            config(&[("MAX_CONCURRENCY", "64")])
+                .unwrap()
+                .max_concurrency
+                .get(),
+            64
+        );
+    }
+}

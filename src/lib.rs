@@ -1,0 +1,44 @@
+//! iot-audit-remediator: closes AWS IoT Device Defender `IOT_POLICY_OVERLY_PERMISSIVE_CHECK`
+//! findings by installing a restrictive default policy version (see `../shared/SPEC.md`).
+//!
+//! Modules, in the order an event flows through them:
+//! - [`message`]: the SNS record and the three kinds of Device Defender message;
+//! - [`findings`]: paging `ListAuditFindings`;
+//! - [`plan`]: pure decisions for one finding and one policy;
+//! - [`apply`]: the IoT calls that carry a decision out;
+//! - [`report`]: what the invocation returns and logs;
+//! - [`handler`]: the invocation, tying the above together.
+
+pub mod apply;
+pub mod config;
+pub mod findings;
+pub mod handler;
+pub mod iot_error;
+pub mod message;
+pub mod plan;
+pub mod report;
+pub mod restrictive;
+
+use std::time::Duration;
+
+use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::config::timeout::TimeoutConfig;
+
+/// Attempts per IoT call, first included. Throttling and 5xx are retried with exponential
+/// backoff and jitter; what still fails is reported and left to Lambda's retry of the event.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The IoT client as the function uses it: standard retries with more attempts than the SDK's
+/// default 3, and timeouts so a stalled call fails one policy instead of hanging the invocation.
+pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
+    let config = aws_sdk_iot::config::Builder::from(sdk_config)
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    aws_sdk_iot::Client::from_conf(config)
+}
