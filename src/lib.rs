@@ -24,6 +24,18 @@ use std::time::Duration;
 use aws_sdk_iot::config::retry::RetryConfig;
 use aws_sdk_iot::config::timeout::TimeoutConfig;
 
+/// Every IoT API operation the function calls, as IAM action names. The SAM template's role
+/// and `policies/remediator-iam-policy.json` grant exactly these; a test keeps the three in step
+/// with the calls in `src/`.
+pub const IOT_ACTIONS: &[&str] = &[
+    "iot:ListAuditFindings",
+    "iot:GetPolicy",
+    "iot:GetPolicyVersion",
+    "iot:ListPolicyVersions",
+    "iot:CreatePolicyVersion",
+    "iot:DeletePolicyVersion",
+];
+
 /// Attempts per IoT call, first included. Throttling and 5xx are retried with exponential
 /// backoff and jitter; what still fails is reported and left to Lambda's retry of the event.
 pub const MAX_ATTEMPTS: u32 = 5;
