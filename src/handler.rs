@@ -31,6 +31,8 @@ pub struct Incomplete {
     pub failed: usize,
     pub listing_errors: usize,
     pub remediated: usize,
+    /// Everything that was done, failures included (also logged line by line).
+    pub report: Report,
 }
 
 /// Handles one Lambda event. Bad records are reported as rejected and never fail the invocation.
@@ -82,6 +84,7 @@ pub async fn handle_event(
             failed: t.failed,
             listing_errors: t.listing_errors,
             remediated: t.remediated,
+            report,
         });
     }
     Ok(report)

@@ -40,10 +40,16 @@ pub const IOT_ACTIONS: &[&str] = &[
 /// backoff and jitter; what still fails is reported and left to Lambda's retry of the event.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// The IoT client as the function uses it: standard retries with more attempts than the SDK's
-/// default 3, and timeouts so a stalled call fails one policy instead of hanging the invocation.
+/// The IoT client as the function uses it (see [`with_call_policy`]).
 pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
-    let config = aws_sdk_iot::config::Builder::from(sdk_config)
+    aws_sdk_iot::Client::from_conf(with_call_policy(sdk_config.into()).build())
+}
+
+/// Retries and timeouts for every IoT call: standard retries (exponential backoff with jitter,
+/// throttling and 5xx retried) with more attempts than the SDK's default 3, and timeouts so a
+/// stalled call fails one policy instead of hanging the invocation.
+pub fn with_call_policy(builder: aws_sdk_iot::config::Builder) -> aws_sdk_iot::config::Builder {
+    builder
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
@@ -51,6 +57,4 @@ pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
                 .operation_attempt_timeout(Duration::from_secs(10))
                 .build(),
         )
-        .build();
-    aws_sdk_iot::Client::from_conf(config)
 }

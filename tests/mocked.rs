@@ -1,0 +1,612 @@
+//! The remediator through the real SDK client (its serialisation, retries and error parsing),
+//! with responses from `aws-smithy-mocks` instead of the network.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::error::ErrorMetadata;
+use aws_sdk_iot::operation::create_policy_version::{
+    CreatePolicyVersionError, CreatePolicyVersionOutput,
+};
+use aws_sdk_iot::operation::delete_policy_version::{
+    DeletePolicyVersionError, DeletePolicyVersionOutput,
+};
+use aws_sdk_iot::operation::get_policy::{GetPolicyError, GetPolicyOutput};
+use aws_sdk_iot::operation::get_policy_version::GetPolicyVersionOutput;
+use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
+use aws_sdk_iot::operation::list_policy_versions::ListPolicyVersionsOutput;
+use aws_sdk_iot::primitives::DateTime;
+use aws_sdk_iot::types::error::{
+    ResourceNotFoundException, ThrottlingException, VersionsLimitExceededException,
+};
+use aws_sdk_iot::types::{
+    AuditFinding, NonCompliantResource, PolicyVersion, PolicyVersionIdentifier, ResourceIdentifier,
+    ResourceType,
+};
+use aws_sdk_iot::Client;
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use iot_audit_remediator::apply::Remediator;
+use iot_audit_remediator::config::Config;
+use iot_audit_remediator::handler::{handle_event, Incomplete};
+use iot_audit_remediator::report::Report;
+use iot_audit_remediator::restrictive::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
+use serde_json::Value;
+
+const PERMISSIVE: &str = include_str!("../policies/permissive-sample.json");
+const EVENT: &str = include_str!("../events/audit-non-compliant.json");
+const TASK: &str = "7aa53579303b594f9bcb76082688a5de";
+
+fn meta(code: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code(code)
+        .message("mocked")
+        .build()
+}
+
+fn finding(policy: &str, version: &str) -> AuditFinding {
+    AuditFinding::builder()
+        .finding_id(format!("finding-{policy}"))
+        .task_id(TASK)
+        .check_name("IOT_POLICY_OVERLY_PERMISSIVE_CHECK")
+        .is_suppressed(false)
+        .non_compliant_resource(
+            NonCompliantResource::builder()
+                .resource_type(ResourceType::IotPolicy)
+                .resource_identifier(
+                    ResourceIdentifier::builder()
+                        .policy_version_identifier(
+                            PolicyVersionIdentifier::builder()
+                                .policy_name(policy)
+                                .policy_version_id(version)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+fn page(findings: Vec<AuditFinding>, next: Option<&str>) -> ListAuditFindingsOutput {
+    ListAuditFindingsOutput::builder()
+        .set_findings(Some(findings))
+        .set_next_token(next.map(str::to_owned))
+        .build()
+}
+
+/// One page holding the given findings.
+fn single_page(findings: Vec<AuditFinding>) -> Rule {
+    mock!(Client::list_audit_findings).then_output(move || page(findings.clone(), None))
+}
+
+/// `GetPolicy`: every policy has the permissive document as default version 1.
+fn permissive_policies() -> Rule {
+    mock!(Client::get_policy).then_compute_output(|req| {
+        GetPolicyOutput::builder()
+            .policy_name(req.policy_name().unwrap_or_default())
+            .default_version_id("1")
+            .policy_document(PERMISSIVE)
+            .build()
+    })
+}
+
+fn create_ok(version: &'static str) -> Rule {
+    mock!(Client::create_policy_version).then_output(move || {
+        CreatePolicyVersionOutput::builder()
+            .policy_version_id(version)
+            .is_default_version(true)
+            .build()
+    })
+}
+
+/// `DeletePolicyVersion` that succeeds and records `policy/version`.
+fn delete_recording(log: &Arc<Mutex<Vec<String>>>) -> Rule {
+    let log = Arc::clone(log);
+    mock!(Client::delete_policy_version).then_compute_output(move |req| {
+        log.lock().unwrap().push(format!(
+            "{}/{}",
+            req.policy_name().unwrap_or_default(),
+            req.policy_version_id().unwrap_or_default()
+        ));
+        DeletePolicyVersionOutput::builder().build()
+    })
+}
+
+fn client(rules: &[&Rule]) -> Client {
+    mock_client!(
+        aws_sdk_iot,
+        RuleMode::MatchAny,
+        rules.iter().copied(),
+        |c| {
+            // The production retry policy, with backoff shortened so the test does not sleep.
+            iot_audit_remediator::with_call_policy(c).retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(iot_audit_remediator::MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(5)),
+            )
+        }
+    )
+}
+
+fn remediator(client: Client, config: Config) -> Arc<Remediator> {
+    Arc::new(Remediator::new(
+        client,
+        config,
+        RestrictivePolicy::builtin().unwrap(),
+    ))
+}
+
+async fn run(client: Client, config: Config) -> Result<Report, Incomplete> {
+    let event: Value = serde_json::from_str(EVENT).unwrap();
+    handle_event(&remediator(client, config), &event).await
+}
+
+fn findings_json(report: &Report) -> Vec<Value> {
+    let v = serde_json::to_value(report).unwrap();
+    v["records"][0]["findings"].as_array().unwrap().clone()
+}
+
+fn by_policy(report: &Report) -> BTreeMap<String, Value> {
+    findings_json(report)
+        .into_iter()
+        .map(|f| (f["policyName"].as_str().unwrap().to_owned(), f))
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_are_followed_through_an_empty_middle_page() {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    let list = mock!(Client::list_audit_findings).then_compute_output(move |req| {
+        seen.lock().unwrap().push((
+            req.task_id().map(str::to_owned),
+            req.check_name().map(str::to_owned),
+            req.max_results(),
+            req.list_suppressed_findings(),
+            req.next_token().map(str::to_owned),
+        ));
+        match req.next_token() {
+            None => page(
+                vec![finding("WS_AUDIT_a", "1"), finding("WS_AUDIT_b", "1")],
+                Some("t1"),
+            ),
+            Some("t1") => page(vec![], Some("t2")),
+            Some("t2") => page(vec![finding("WS_AUDIT_c", "1")], Some("")),
+            Some(other) => panic!("unexpected token {other}"),
+        }
+    });
+    let get = permissive_policies();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        list.num_calls(),
+        3,
+        "an empty page with a token is not the end; an empty token is"
+    );
+    let requests = requests.lock().unwrap();
+    let tokens: Vec<Option<String>> = requests.iter().map(|r| r.4.clone()).collect();
+    assert_eq!(tokens, [None, Some("t1".into()), Some("t2".into())]);
+    for (task, check, max, suppressed, _) in requests.iter() {
+        assert_eq!(task.as_deref(), Some(TASK));
+        assert_eq!(check.as_deref(), Some("IOT_POLICY_OVERLY_PERMISSIVE_CHECK"));
+        assert_eq!(*max, Some(250));
+        assert_eq!(*suppressed, Some(false));
+    }
+    assert_eq!(report.totals.remediated, 3);
+    assert_eq!(get.num_calls(), 3);
+    assert_eq!(create.num_calls(), 3);
+    let mut deleted = deleted.lock().unwrap().clone();
+    deleted.sort();
+    assert_eq!(deleted, ["WS_AUDIT_a/1", "WS_AUDIT_b/1", "WS_AUDIT_c/1"]);
+    let a = &by_policy(&report)["WS_AUDIT_a"];
+    assert_eq!(a["outcome"], "remediated");
+    assert_eq!(a["newVersionId"], "2");
+    assert_eq!(a["deletedVersionIds"], serde_json::json!(["1"]));
+    assert_eq!(a["replacedDocument"], PERMISSIVE);
+}
+
+#[tokio::test]
+async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
+    let list = single_page(vec![finding("WS_AUDIT_full", "1")]);
+    let get = permissive_policies();
+    // Version 1 is the default, permissive and the oldest; 2..5 are older restrictive attempts.
+    let versions = mock!(Client::list_policy_versions).then_output(|| {
+        let v = |id: &str, default: bool, secs: i64| {
+            PolicyVersion::builder()
+                .version_id(id)
+                .is_default_version(default)
+                .create_date(DateTime::from_secs(secs))
+                .build()
+        };
+        ListPolicyVersionsOutput::builder()
+            .policy_versions(v("4", false, 400))
+            .policy_versions(v("1", true, 100))
+            .policy_versions(v("5", false, 500))
+            .policy_versions(v("3", false, 300))
+            .policy_versions(v("2", false, 200))
+            .build()
+    });
+    let create = mock!(Client::create_policy_version)
+        .sequence()
+        .error(|| {
+            CreatePolicyVersionError::VersionsLimitExceededException(
+                VersionsLimitExceededException::builder()
+                    .meta(meta("VersionsLimitExceededException"))
+                    .build(),
+            )
+        })
+        .output(|| {
+            CreatePolicyVersionOutput::builder()
+                .policy_version_id("6")
+                .build()
+        })
+        .build();
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let report = run(
+        client(&[&list, &get, &versions, &create, &delete]),
+        Config::default(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        ["WS_AUDIT_full/2", "WS_AUDIT_full/1"]
+    );
+    assert_eq!(create.num_calls(), 2);
+    assert_eq!(versions.num_calls(), 1);
+    let f = &by_policy(&report)["WS_AUDIT_full"];
+    assert_eq!(f["outcome"], "remediated");
+    assert_eq!(f["newVersionId"], "6");
+    assert_eq!(f["deletedVersionIds"], serde_json::json!(["2", "1"]));
+}
+
+#[tokio::test]
+async fn a_second_version_limit_error_is_a_reported_failure() {
+    let list = single_page(vec![finding("WS_AUDIT_raced", "1")]);
+    let get = permissive_policies();
+    let versions = mock!(Client::list_policy_versions).then_output(|| {
+        ListPolicyVersionsOutput::builder()
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("1")
+                    .is_default_version(true)
+                    .build(),
+            )
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("2")
+                    .is_default_version(false)
+                    .create_date(DateTime::from_secs(1))
+                    .build(),
+            )
+            .build()
+    });
+    let create = mock!(Client::create_policy_version).then_error(|| {
+        CreatePolicyVersionError::VersionsLimitExceededException(
+            VersionsLimitExceededException::builder()
+                .meta(meta("VersionsLimitExceededException"))
+                .build(),
+        )
+    });
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let err = run(
+        client(&[&list, &get, &versions, &create, &delete]),
+        Config::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        create.num_calls(),
+        2,
+        "one retry after freeing a slot, not a loop"
+    );
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        ["WS_AUDIT_raced/2"],
+        "the default is never deleted"
+    );
+    assert_eq!(err.failed, 1);
+    let f = &by_policy(&err.report)["WS_AUDIT_raced"];
+    assert_eq!(f["outcome"], "failed");
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("VersionsLimitExceededException"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn one_throttling_exception_is_retried_by_the_sdk() {
+    let list = single_page(vec![finding("WS_AUDIT_t", "1")]);
+    let get = mock!(Client::get_policy)
+        .sequence()
+        .error(|| {
+            GetPolicyError::ThrottlingException(
+                ThrottlingException::builder()
+                    .meta(meta("ThrottlingException"))
+                    .build(),
+            )
+        })
+        .output(|| {
+            GetPolicyOutput::builder()
+                .default_version_id("1")
+                .policy_document(PERMISSIVE)
+                .build()
+        })
+        .build();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
+        .await
+        .unwrap();
+    assert_eq!(get.num_calls(), 2);
+    assert_eq!(create.num_calls(), 1);
+    assert_eq!(report.totals.remediated, 1);
+}
+
+#[tokio::test]
+async fn one_policy_failing_does_not_stop_the_other_nineteen() {
+    let names: Vec<String> = (0..20).map(|i| format!("WS_AUDIT_{i:02}")).collect();
+    let list = single_page(names.iter().map(|n| finding(n, "1")).collect());
+    let get = permissive_policies();
+    // WS_AUDIT_07 answers 500 to every attempt; the SDK retries it, then gives up.
+    let broken = mock!(Client::create_policy_version)
+        .match_requests(|req| req.policy_name() == Some("WS_AUDIT_07"))
+        .then_http_response(|| {
+            HttpResponse::new(
+                StatusCode::try_from(500).unwrap(),
+                SdkBody::from(r#"{"message":"internal failure"}"#),
+            )
+        });
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let config = Config {
+        max_concurrency: 4.try_into().unwrap(),
+        ..Config::default()
+    };
+    let err = run(client(&[&list, &get, &broken, &create, &delete]), config)
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.failed, 1);
+    assert_eq!(err.remediated, 19);
+    assert_eq!(
+        broken.num_calls() as u32,
+        iot_audit_remediator::MAX_ATTEMPTS
+    );
+    let policies = by_policy(&err.report);
+    assert_eq!(policies.len(), 20);
+    assert_eq!(policies["WS_AUDIT_07"]["outcome"], "failed");
+    assert!(policies["WS_AUDIT_07"]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("CreatePolicyVersion"));
+    assert!(policies
+        .iter()
+        .filter(|(n, _)| *n != "WS_AUDIT_07")
+        .all(|(_, f)| f["outcome"] == "remediated"));
+    assert_eq!(
+        deleted.lock().unwrap().len(),
+        19,
+        "the failed policy's permissive version is not touched"
+    );
+    // The error Lambda sees names the numbers.
+    let message = err.to_string();
+    assert!(
+        message.contains("1 in-scope policies could not be remediated"),
+        "{message}"
+    );
+    assert!(message.contains("19 remediated"), "{message}");
+}
+
+#[tokio::test]
+async fn dry_run_reads_but_never_writes() {
+    let list = single_page(vec![
+        finding("WS_AUDIT_a", "1"),
+        finding("Other_policy", "1"),
+    ]);
+    let get = permissive_policies();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let set_default = mock!(Client::set_default_policy_version)
+        .then_output(|| aws_sdk_iot::operation::set_default_policy_version::SetDefaultPolicyVersionOutput::builder().build());
+    let config = Config {
+        dry_run: true,
+        ..Config::default()
+    };
+    let report = run(
+        client(&[&list, &get, &create, &delete, &set_default]),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(get.num_calls(), 1);
+    assert_eq!(
+        create.num_calls() + delete.num_calls() + set_default.num_calls(),
+        0
+    );
+    assert!(report.dry_run);
+    let f = &by_policy(&report)["WS_AUDIT_a"];
+    assert_eq!(f["outcome"], "would_remediate");
+    assert_eq!(f["wouldDeleteVersionIds"], serde_json::json!(["1"]));
+    assert_eq!(f["replacedDocument"], PERMISSIVE);
+    assert_eq!(report.totals.would_remediate, 1);
+}
+
+#[tokio::test]
+async fn a_concurrent_runs_duplicate_restrictive_version_is_tidied() {
+    // Another run got there first: the replaced version is already gone, and its restrictive
+    // version 2 sits next to ours (3, the default).
+    let list = single_page(vec![finding("WS_AUDIT_race", "1")]);
+    let get = permissive_policies();
+    let create = create_ok("3");
+    let delete = mock!(Client::delete_policy_version).then_compute_response(|req| {
+        use aws_smithy_mocks::MockResponse;
+        match req.policy_version_id() {
+            Some("1") => MockResponse::Error(DeletePolicyVersionError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(meta("ResourceNotFoundException"))
+                    .build(),
+            )),
+            _ => MockResponse::Output(DeletePolicyVersionOutput::builder().build()),
+        }
+    });
+    let versions = mock!(Client::list_policy_versions).then_output(|| {
+        ListPolicyVersionsOutput::builder()
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("2")
+                    .is_default_version(false)
+                    .build(),
+            )
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("3")
+                    .is_default_version(true)
+                    .build(),
+            )
+            .build()
+    });
+    let get_version = mock!(Client::get_policy_version)
+        .match_requests(|req| req.policy_version_id() == Some("2"))
+        .then_output(|| {
+            GetPolicyVersionOutput::builder()
+                .policy_version_id("2")
+                .policy_document(RESTRICTIVE_DOCUMENT)
+                .build()
+        });
+    let report = run(
+        client(&[&list, &get, &create, &delete, &versions, &get_version]),
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(delete.num_calls(), 2);
+    assert_eq!(
+        get_version.num_calls(),
+        1,
+        "only the non-default version is read"
+    );
+    let f = &by_policy(&report)["WS_AUDIT_race"];
+    assert_eq!(f["outcome"], "remediated");
+    assert_eq!(f["newVersionId"], "3");
+    assert_eq!(f["deletedVersionIds"], serde_json::json!(["2"]));
+}
+
+#[tokio::test]
+async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_skipped() {
+    let list = single_page(vec![
+        finding("WS_AUDIT_done", "1"),
+        finding("WS_AUDIT_gone", "1"),
+        finding("WS_AUDIT_self", "4"),
+    ]);
+    let get = mock!(Client::get_policy).then_compute_response(|req| {
+        use aws_smithy_mocks::MockResponse;
+        let out = |v: &str| {
+            MockResponse::Output(
+                GetPolicyOutput::builder()
+                    .default_version_id(v)
+                    .policy_document(RESTRICTIVE_DOCUMENT)
+                    .build(),
+            )
+        };
+        match req.policy_name() {
+            Some("WS_AUDIT_done") => out("2"),
+            Some("WS_AUDIT_self") => out("4"),
+            _ => MockResponse::Error(GetPolicyError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(meta("ResourceNotFoundException"))
+                    .build(),
+            )),
+        }
+    });
+    let create = create_ok("9");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
+        .await
+        .unwrap();
+    assert_eq!(create.num_calls(), 0);
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        ["WS_AUDIT_done/1"],
+        "the leftover permissive version goes"
+    );
+    let p = by_policy(&report);
+    assert_eq!(p["WS_AUDIT_done"]["reason"], "already_remediated");
+    assert_eq!(
+        p["WS_AUDIT_done"]["deletedVersionIds"],
+        serde_json::json!(["1"])
+    );
+    assert_eq!(p["WS_AUDIT_gone"]["reason"], "policy_not_found");
+    assert_eq!(p["WS_AUDIT_self"]["reason"], "restrictive_document_flagged");
+    assert_eq!(
+        report.totals.failed, 0,
+        "a flagged restrictive document must not loop through retries"
+    );
+}
+
+#[tokio::test]
+async fn keep_replaced_version_keeps_it_and_checks_for_duplicates() {
+    let list = single_page(vec![finding("WS_AUDIT_keep", "1")]);
+    let get = permissive_policies();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let versions = mock!(Client::list_policy_versions).then_output(|| {
+        ListPolicyVersionsOutput::builder()
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("1")
+                    .is_default_version(false)
+                    .build(),
+            )
+            .policy_versions(
+                PolicyVersion::builder()
+                    .version_id("2")
+                    .is_default_version(true)
+                    .build(),
+            )
+            .build()
+    });
+    let get_version =
+        mock!(Client::get_policy_version).then_output(|| GetPolicyVersionOutput::builder().build());
+    let config = Config {
+        keep_replaced_version: true,
+        ..Config::default()
+    };
+    let report = run(
+        client(&[&list, &get, &create, &delete, &versions, &get_version]),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(delete.num_calls(), 0);
+    assert_eq!(
+        get_version.num_calls(),
+        0,
+        "no newer non-default version: nothing to read"
+    );
+    let f = &by_policy(&report)["WS_AUDIT_keep"];
+    assert_eq!(f["outcome"], "remediated");
+    assert_eq!(f["keptVersionId"], "1");
+}
