@@ -9,6 +9,12 @@
 //! - [`report`]: what the invocation returns and logs;
 //! - [`handler`]: the invocation, tying the above together.
 
+// A panic in a Lambda loses the invocation's work: library code handles every case instead.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod apply;
 pub mod config;
 pub mod findings;

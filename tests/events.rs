@@ -1,0 +1,155 @@
+//! Every sample event in `events/` parses to the kind it stands for, and the handler treats it
+//! as SPEC §2 says. The events need no IoT call except the audits, which get a mocked client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
+use aws_sdk_iot::Client;
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use iot_audit_remediator::apply::Remediator;
+use iot_audit_remediator::config::Config;
+use iot_audit_remediator::handler::handle_event;
+use iot_audit_remediator::message::{classify_event, Message, RejectReason, TaskStatus};
+use iot_audit_remediator::restrictive::RestrictivePolicy;
+use serde_json::Value;
+
+/// What each record of an event file is.
+#[derive(Debug, PartialEq)]
+enum Kind {
+    Audit(String),
+    AuditNotCompleted,
+    Detect,
+    FindingMessage,
+    NotJson,
+}
+
+fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
+    BTreeMap::from([
+        (
+            "audit-non-compliant.json",
+            vec![Kind::Audit("7aa53579303b594f9bcb76082688a5de".into())],
+        ),
+        (
+            "audit-compliant.json",
+            vec![Kind::Audit("c0a1b2c3d4e5f60718293a4b5c6d7e8f".into())],
+        ),
+        ("audit-task-failed.json", vec![Kind::AuditNotCompleted]),
+        (
+            "two-records.json",
+            vec![
+                Kind::Audit("7aa53579303b594f9bcb76082688a5de".into()),
+                Kind::Audit("b1c2d3e4f5a60718293a4b5c6d7e8f90".into()),
+            ],
+        ),
+        ("detect-violation.json", vec![Kind::Detect]),
+        ("finding-notification.json", vec![Kind::FindingMessage]),
+        ("not-json.json", vec![Kind::NotJson]),
+    ])
+}
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn kind(message: &Result<Message, RejectReason>) -> Kind {
+    match message {
+        Ok(Message::Audit(a)) if a.task_status == TaskStatus::Completed => {
+            Kind::Audit(a.task_id.clone())
+        }
+        Ok(Message::Audit(_)) => Kind::AuditNotCompleted,
+        Ok(Message::DetectViolation(_)) => Kind::Detect,
+        Ok(Message::FindingNotification(_)) => Kind::FindingMessage,
+        Err(RejectReason::NotJson(_)) => Kind::NotJson,
+        Err(other) => panic!("unexpected rejection: {other}"),
+    }
+}
+
+#[test]
+fn every_event_file_parses_to_its_kind() {
+    let dir = format!("{}/events", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let expected = expected();
+    assert_eq!(
+        files,
+        expected.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "every file in events/ needs an expectation here"
+    );
+    for (name, kinds) in expected {
+        let records = classify_event(&load(name));
+        let got: Vec<Kind> = records.iter().map(|r| kind(&r.message)).collect();
+        assert_eq!(got, kinds, "{name}");
+        assert!(
+            records.iter().all(|r| r.message_id.is_some()),
+            "{name}: MessageId kept"
+        );
+    }
+}
+
+/// A client whose only rule is an empty findings page: any other call fails the test's
+/// assertions on the report, and the rule's count shows whether the audit API was called.
+async fn handle(name: &str) -> (Value, usize) {
+    let list = mock!(Client::list_audit_findings).then_output(|| {
+        ListAuditFindingsOutput::builder()
+            .set_findings(Some(vec![]))
+            .build()
+    });
+    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list]);
+    let remediator = Arc::new(Remediator::new(
+        client,
+        Config::default(),
+        RestrictivePolicy::builtin().unwrap(),
+    ));
+    let report = handle_event(&remediator, &load(name)).await.unwrap();
+    (serde_json::to_value(report).unwrap(), list.num_calls())
+}
+
+#[tokio::test]
+async fn messages_that_are_not_audits_are_skipped_without_an_iot_call() {
+    for (name, reason) in [
+        ("detect-violation.json", "detect_violation"),
+        ("finding-notification.json", "finding_notification"),
+        ("audit-task-failed.json", "task_not_completed"),
+    ] {
+        let (report, calls) = handle(name).await;
+        assert_eq!(calls, 0, "{name}");
+        assert_eq!(report["records"][0]["outcome"], "skipped", "{name}");
+        assert_eq!(report["records"][0]["reason"], reason, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn not_json_is_rejected_and_does_not_fail_the_invocation() {
+    let (report, calls) = handle("not-json.json").await;
+    assert_eq!(calls, 0);
+    let record = &report["records"][0];
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["messageId"], "0f1e2d3c-4b5a-4697-8877-665544332211");
+    assert!(record["reason"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(report["recordTotals"]["rejected"], 1);
+}
+
+#[tokio::test]
+async fn compliant_check_lists_no_findings() {
+    let (report, calls) = handle("audit-compliant.json").await;
+    assert_eq!(calls, 0);
+    assert_eq!(report["records"][0]["outcome"], "processed");
+    assert_eq!(report["records"][0]["checks"][0]["handling"], "compliant");
+}
+
+#[tokio::test]
+async fn both_records_of_an_event_are_handled_and_other_checks_reported() {
+    let (report, calls) = handle("two-records.json").await;
+    assert_eq!(calls, 2, "one listing per record");
+    assert_eq!(report["recordTotals"]["processed"], 2);
+    let checks = &report["records"][0]["checks"];
+    assert_eq!(checks[0]["handling"], "findings_handled");
+    assert_eq!(checks[1]["checkName"], "LOGGING_DISABLED_CHECK");
+    assert_eq!(checks[1]["handling"], "not_handled");
+    assert_eq!(checks[1]["nonCompliantResourcesCount"], 1);
+}
