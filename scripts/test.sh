@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: lints, the emulator's own tests, the template checks, the function run
+# through cargo lambda, and every cargo test (unit, mocked SDK, end to end against the emulator).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== emulator self-test"
+.venv/bin/python -m unittest emulator/test_iot_emulator.py
+if [ -x scripts/lint-template.sh ]; then
+  echo "== template lint"
+  scripts/lint-template.sh
+fi
+echo "== through the Lambda runtime (cargo lambda watch + invoke)"
+scripts/demo.sh --check
+echo "== cargo test"
+cargo test

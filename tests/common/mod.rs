@@ -1,0 +1,295 @@
+//! Test harness: the local IoT endpoint (`emulator/iot_emulator.py`: moto's server plus the
+//! Device Defender audit route and fault injection) as a child process, one per test.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_iot::Client;
+use iot_audit_remediator::apply::Remediator;
+use iot_audit_remediator::config::Config;
+use iot_audit_remediator::restrictive::RestrictivePolicy;
+use serde_json::{json, Value};
+
+pub const PERMISSIVE: &str = include_str!("../../policies/permissive-sample.json");
+pub const CHECK: &str = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK";
+/// The task id of `events/audit-non-compliant.json`.
+pub const TASK: &str = "7aa53579303b594f9bcb76082688a5de";
+
+pub struct Emulator {
+    pub url: String,
+    child: Child,
+    /// Held open: the emulator exits when it reaches EOF, so a crashed test leaks nothing.
+    _stdin: ChildStdin,
+}
+
+fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("IOT_EMULATOR_PYTHON") {
+        return p.into();
+    }
+    let venv = project_dir().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the IoT emulator needs {}: run scripts/setup.sh (make test does) or set IOT_EMULATOR_PYTHON",
+        venv.display()
+    );
+    venv
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let mut child = Command::new(python())
+            .arg(project_dir().join("emulator/iot_emulator.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the IoT emulator");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the emulator's READY line");
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("emulator did not start: {line:?}"))
+            .to_owned();
+        Self {
+            url,
+            child,
+            _stdin: stdin,
+        }
+    }
+
+    /// The real SDK client pointed at the emulator, with the function's retry policy; the
+    /// backoff is shortened so fault tests do not sleep for seconds.
+    pub fn client(&self) -> Client {
+        let config = aws_sdk_iot::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
+        let config = iot_audit_remediator::with_call_policy(config).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(iot_audit_remediator::MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(20))
+                .with_max_backoff(Duration::from_millis(200)),
+        );
+        Client::from_conf(config.build())
+    }
+
+    pub fn remediator(&self, config: Config) -> Arc<Remediator> {
+        Arc::new(Remediator::new(
+            self.client(),
+            config,
+            RestrictivePolicy::builtin().unwrap(),
+        ))
+    }
+
+    /// One request to the control API (`/_emulator/...`), over a fresh connection.
+    pub fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 2") || head.starts_with("HTTP/1.0 2"),
+            "{method} {path}: {head}\n{body}"
+        );
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+
+    pub fn seed_findings(&self, findings: Vec<Value>) {
+        self.control(
+            "POST",
+            "/_emulator/findings",
+            Some(json!({ "findings": findings })),
+        );
+    }
+
+    /// `count` findings for policies `<prefix>00000`, `<prefix>00001`, ...
+    pub fn generate_findings(&self, task: &str, prefix: &str, count: usize) {
+        self.control(
+            "POST",
+            "/_emulator/findings",
+            Some(json!({"generate": {"taskId": task, "checkName": CHECK,
+                "policyNamePrefix": prefix, "count": count, "versionId": "1", "start": 0}})),
+        );
+    }
+
+    pub fn faults(&self, faults: Value) {
+        self.control("POST", "/_emulator/faults", Some(faults));
+    }
+
+    /// Requests per operation since the start (or the last clear).
+    pub fn counts(&self) -> Value {
+        self.control("GET", "/_emulator/requests", None)["counts"].clone()
+    }
+
+    pub fn count(&self, operation: &str) -> u64 {
+        self.counts()[operation].as_u64().unwrap_or(0)
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.control("GET", "/_emulator/requests", None)["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn clear_requests(&self) {
+        self.control("DELETE", "/_emulator/requests", None);
+    }
+
+    /// Write calls in the request log, as `Operation policy`.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r["operation"].as_str(),
+                    Some("CreatePolicyVersion" | "DeletePolicyVersion" | "SetDefaultPolicyVersion")
+                )
+            })
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["operation"].as_str().unwrap(),
+                    r["policyName"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finding in the API's JSON shape, as `ListAuditFindings` returns it.
+pub fn finding(task: &str, policy: &str, version: &str) -> Value {
+    json!({
+        "findingId": format!("{task}-{policy}-{version}"),
+        "taskId": task,
+        "checkName": CHECK,
+        "taskStartTime": 1572013171.897,
+        "findingTime": 1572013190.104,
+        "severity": "CRITICAL",
+        "nonCompliantResource": {
+            "resourceType": "IOT_POLICY",
+            "resourceIdentifier": {"policyVersionIdentifier": {"policyName": policy, "policyVersionId": version}}
+        },
+        "relatedResources": [],
+        "reasonForNonCompliance": "Policy allows broad access to IoT data plane actions: [iot:Connect].",
+        "reasonForNonComplianceCode": "ALLOWS_BROAD_ACCESS_TO_IOT_DATA_PLANE_ACTIONS",
+        "isSuppressed": false
+    })
+}
+
+pub fn load_event(name: &str) -> Value {
+    let path = project_dir().join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A policy's versions as (id, is default, document as JSON), sorted by numeric id.
+pub async fn versions(client: &Client, policy: &str) -> Vec<(String, bool, Value)> {
+    let list = client
+        .list_policy_versions()
+        .policy_name(policy)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for v in list.policy_versions() {
+        let id = v.version_id().unwrap().to_owned();
+        let doc = client
+            .get_policy_version()
+            .policy_name(policy)
+            .policy_version_id(&id)
+            .send()
+            .await
+            .unwrap();
+        out.push((
+            id,
+            v.is_default_version(),
+            serde_json::from_str(doc.policy_document().unwrap()).unwrap(),
+        ));
+    }
+    out.sort_by_key(|(id, _, _)| id.parse::<u64>().unwrap());
+    out
+}
+
+pub async fn default_document(client: &Client, policy: &str) -> Value {
+    let out = client
+        .get_policy()
+        .policy_name(policy)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(out.policy_document().unwrap()).unwrap()
+}
+
+pub fn restrictive() -> Value {
+    serde_json::from_str(iot_audit_remediator::restrictive::RESTRICTIVE_DOCUMENT).unwrap()
+}
+
+pub fn permissive() -> Value {
+    serde_json::from_str(PERMISSIVE).unwrap()
+}
+
+pub async fn create_policy(client: &Client, name: &str, document: &str) {
+    client
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Asserts the end state SPEC §5 promises: exactly one restrictive version, and it is the
+/// default; the permissive version gone unless kept.
+pub async fn assert_remediated(client: &Client, policy: &str, kept: bool) {
+    let versions = versions(client, policy).await;
+    let restrictive: Vec<_> = versions
+        .iter()
+        .filter(|(_, _, d)| *d == self::restrictive())
+        .collect();
+    assert_eq!(
+        restrictive.len(),
+        1,
+        "{policy}: exactly one restrictive version: {versions:?}"
+    );
+    assert!(
+        restrictive[0].1,
+        "{policy}: the restrictive version is the default"
+    );
+    let permissive_left = versions.iter().any(|(_, _, d)| *d == permissive());
+    assert_eq!(
+        permissive_left, kept,
+        "{policy}: permissive version kept={kept}: {versions:?}"
+    );
+}
