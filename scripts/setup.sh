@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need, pinned, into .venv (idempotent).
+# Installs what the tests and the demo need, pinned (idempotent):
+#   .venv      moto server and cargo-lambda (requirements/emulator.txt)
+#   .venv-sam  aws-sam-cli and cfn-lint (requirements/sam.txt), kept apart because
+#              aws-sam-cli's pins can clash with moto's
 # Usage: scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-stamp=.venv/.requirements-emulator
-if ! cmp -s requirements/emulator.txt "$stamp" 2>/dev/null; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/emulator.txt
-  cp requirements/emulator.txt "$stamp"
-fi
+
+# install_venv DIR REQUIREMENTS: creates DIR if needed, installs REQUIREMENTS into it unless the
+# stamp file shows that exactly this list was installed already.
+install_venv() {
+  local venv=$1 requirements=$2
+  if [ ! -x "$venv/bin/python" ]; then
+    "$PYTHON" -m venv "$venv"
+  fi
+  local stamp
+  stamp="$venv/.requirements-$(basename "$requirements" .txt)"
+  if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+  fi
+}
+
+install_venv .venv requirements/emulator.txt
+install_venv .venv-sam requirements/sam.txt

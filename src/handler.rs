@@ -48,6 +48,7 @@ pub async fn handle_event(
             },
             Ok(Message::DetectViolation(v)) => RecordOutcome::Skipped {
                 reason: RecordSkipReason::DetectViolation,
+                task_id: None,
                 detail: Some(format!(
                     "violation {} of thing {} ({})",
                     v.violation_id.as_deref().unwrap_or("?"),
@@ -58,15 +59,16 @@ pub async fn handle_event(
             Ok(Message::FindingNotification(f)) => RecordOutcome::Skipped {
                 reason: RecordSkipReason::FindingNotification,
                 detail: Some(format!(
-                    "finding {} of task {}",
-                    f.finding_id.as_deref().unwrap_or("?"),
-                    f.task_id.as_deref().unwrap_or("?"),
+                    "finding {}",
+                    f.finding_id.as_deref().unwrap_or("?")
                 )),
+                task_id: f.task_id,
             },
             Ok(Message::Audit(audit)) if audit.task_status != TaskStatus::Completed => {
                 RecordOutcome::Skipped {
                     reason: RecordSkipReason::TaskNotCompleted,
-                    detail: Some(format!("task {} is {}", audit.task_id, audit.task_status)),
+                    detail: Some(format!("taskStatus is {}", audit.task_status)),
+                    task_id: Some(audit.task_id),
                 }
             }
             Ok(Message::Audit(audit)) => {

@@ -267,6 +267,9 @@ pub enum RecordOutcome {
     Processed(AuditReport),
     Skipped {
         reason: RecordSkipReason,
+        /// The audit task or the finding's task, when the message names one.
+        #[serde(rename = "taskId", skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
@@ -327,7 +330,7 @@ impl Report {
                     "audit record done"
                 );
             }
-            RecordOutcome::Skipped { reason, detail } => {
+            RecordOutcome::Skipped { reason, detail, .. } => {
                 self.record_totals.skipped += 1;
                 tracing::info!(message_id = id, reason = ?reason, detail = detail.as_deref().unwrap_or("-"), "record skipped");
             }

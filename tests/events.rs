@@ -120,6 +120,12 @@ async fn messages_that_are_not_audits_are_skipped_without_an_iot_call() {
         assert_eq!(calls, 0, "{name}");
         assert_eq!(report["records"][0]["outcome"], "skipped", "{name}");
         assert_eq!(report["records"][0]["reason"], reason, "{name}");
+        if name == "audit-task-failed.json" {
+            assert_eq!(
+                report["records"][0]["taskId"],
+                "f00dfeedf00dfeedf00dfeedf00dfeed"
+            );
+        }
     }
 }
 
