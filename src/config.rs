@@ -2,12 +2,17 @@
 //! name, so a misconfigured function fails its init instead of running with a silent default.
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use thiserror::Error;
 
 pub const DEFAULT_PREFIX: &str = "WS_AUDIT_";
 /// Policies worked on at once. Chosen from the benchmark figures in README (Performance).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+/// Time left before Lambda's deadline at which no new policy is started: the ones in flight
+/// finish (each IoT call gives up after [`crate::OPERATION_TIMEOUT`]) and the rest is deferred.
+pub const DEFAULT_DEADLINE_MARGIN_SECONDS: u64 = 30;
+pub const MAX_DEADLINE_MARGIN_SECONDS: u64 = 600;
 /// Far above what the account's API quota can use; a larger value is a typo, not a wish.
 pub const MAX_MAX_CONCURRENCY: usize = 64;
 
@@ -21,6 +26,8 @@ pub struct Config {
     pub keep_replaced_version: bool,
     /// How many policies are worked on at once (1 = strictly sequential).
     pub max_concurrency: NonZeroUsize,
+    /// Stop starting policies this long before the invocation's deadline.
+    pub deadline_margin: Duration,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -35,6 +42,8 @@ pub enum ConfigError {
     NotABool { name: &'static str, value: String },
     #[error("MAX_CONCURRENCY={0:?} is not a whole number from 1 to {MAX_MAX_CONCURRENCY}")]
     BadConcurrency(String),
+    #[error("DEADLINE_MARGIN_SECONDS={0:?} is not a whole number from 0 to {MAX_DEADLINE_MARGIN_SECONDS}")]
+    BadDeadlineMargin(String),
 }
 
 impl Default for Config {
@@ -45,6 +54,7 @@ impl Default for Config {
             keep_replaced_version: false,
             max_concurrency: NonZeroUsize::new(DEFAULT_MAX_CONCURRENCY)
                 .unwrap_or(NonZeroUsize::MIN),
+            deadline_margin: Duration::from_secs(DEFAULT_DEADLINE_MARGIN_SECONDS),
         }
     }
 }
@@ -81,11 +91,22 @@ impl Config {
                 .filter(|n| n.get() <= MAX_MAX_CONCURRENCY)
                 .ok_or(ConfigError::BadConcurrency(v))?,
         };
+        let deadline_margin = match lookup("DEADLINE_MARGIN_SECONDS") {
+            None => defaults.deadline_margin,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= MAX_DEADLINE_MARGIN_SECONDS)
+                .map(Duration::from_secs)
+                .ok_or(ConfigError::BadDeadlineMargin(v))?,
+        };
         Ok(Self {
             target_policy_prefix,
             dry_run,
             keep_replaced_version,
             max_concurrency,
+            deadline_margin,
         })
     }
 }
@@ -140,12 +161,14 @@ mod tests {
             ("DRY_RUN", "TRUE"),
             ("KEEP_REPLACED_VERSION", " true "),
             ("MAX_CONCURRENCY", "1"),
+            ("DEADLINE_MARGIN_SECONDS", "0"),
         ])
         .unwrap();
         assert_eq!(c.target_policy_prefix, "FLEET-");
         assert!(c.dry_run);
         assert!(c.keep_replaced_version);
         assert_eq!(c.max_concurrency.get(), 1);
+        assert_eq!(c.deadline_margin, Duration::ZERO);
     }
 
     #[test]
@@ -165,6 +188,13 @@ mod tests {
         for bad in ["0", "-1", "abc", "", "65"] {
             let err = config(&[("MAX_CONCURRENCY", bad)]).unwrap_err();
             assert!(err.to_string().contains("MAX_CONCURRENCY"), "{bad}: {err}");
+        }
+        for bad in ["-1", "601", "1.5", ""] {
+            let err = config(&[("DEADLINE_MARGIN_SECONDS", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("DEADLINE_MARGIN_SECONDS"),
+                "{bad}: {err}"
+            );
         }
         assert_eq!(
             config(&[("MAX_CONCURRENCY", "64")])

@@ -3,6 +3,7 @@
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
@@ -24,21 +25,53 @@ use crate::report::{
 /// over. Retrying is safe: a second run skips what is already remediated.
 #[derive(Debug, Error)]
 #[error(
-    "{failed} in-scope policies could not be remediated and {listing_errors} finding lists could not be read to the end; \
-     {remediated} remediated in this run. Each failure is logged with its policy name and error"
+    "{failed} in-scope policies could not be remediated, {deferred} were deferred at the deadline and \
+     {listing_errors} finding lists could not be read to the end; {remediated} remediated in this run. \
+     Each is logged with its policy name and reason"
 )]
 pub struct Incomplete {
     pub failed: usize,
+    pub deferred: usize,
     pub listing_errors: usize,
     pub remediated: usize,
     /// Everything that was done, failures included (also logged line by line).
     pub report: Report,
 }
 
+/// The moment after which no new policy is started, so that the ones in flight can finish
+/// before Lambda's deadline; what is left is reported `deferred` and the invocation fails, so
+/// Lambda's retry completes the job (safe by idempotence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cutoff(Option<Instant>);
+
+impl Cutoff {
+    /// No deadline (tests, tools).
+    pub const NONE: Cutoff = Cutoff(None);
+
+    pub fn at(instant: Instant) -> Self {
+        Self(Some(instant))
+    }
+
+    /// `margin` before the invocation's deadline (epoch milliseconds, as Lambda gives it).
+    pub fn before_deadline(deadline_epoch_ms: u64, margin: Duration) -> Self {
+        let deadline = UNIX_EPOCH + Duration::from_millis(deadline_epoch_ms);
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(margin);
+        Self(Some(Instant::now() + left))
+    }
+
+    pub fn passed(&self) -> bool {
+        self.0.is_some_and(|t| Instant::now() >= t)
+    }
+}
+
 /// Handles one Lambda event. Bad records are reported as rejected and never fail the invocation.
 pub async fn handle_event(
     remediator: &Arc<Remediator>,
     event: &Value,
+    cutoff: Cutoff,
 ) -> Result<Report, Incomplete> {
     let mut report = Report::new(remediator.config().dry_run);
     for record in classify_event(event) {
@@ -72,7 +105,7 @@ pub async fn handle_event(
                 }
             }
             Ok(Message::Audit(audit)) => {
-                RecordOutcome::Processed(handle_audit(remediator, &audit).await)
+                RecordOutcome::Processed(handle_audit(remediator, &audit, cutoff).await)
             }
         };
         report.push(RecordReport {
@@ -84,6 +117,7 @@ pub async fn handle_event(
     if t.incomplete() > 0 {
         return Err(Incomplete {
             failed: t.failed,
+            deferred: t.deferred,
             listing_errors: t.listing_errors,
             remediated: t.remediated,
             report,
@@ -94,17 +128,35 @@ pub async fn handle_event(
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive
 /// check and works on them; other checks are only reported.
-pub async fn handle_audit(remediator: &Arc<Remediator>, audit: &AuditMessage) -> AuditReport {
+pub async fn handle_audit(
+    remediator: &Arc<Remediator>,
+    audit: &AuditMessage,
+    cutoff: Cutoff,
+) -> AuditReport {
     let mut report = AuditReport::new(audit);
     for detail in &audit.audit_details {
         let mut check = CheckReport::new(detail);
         if detail.is_remediable() {
-            if let Err(e) =
-                handle_check(remediator, &audit.task_id, &detail.check_name, &mut report).await
+            match handle_check(
+                remediator,
+                &audit.task_id,
+                &detail.check_name,
+                cutoff,
+                &mut report,
+            )
+            .await
             {
-                tracing::error!(task_id = %audit.task_id, check = %detail.check_name, error = %e,
-                    "could not list every finding; the invocation will fail so Lambda retries");
-                check.listing_error = Some(e.to_string());
+                ListingEnd::Complete => {}
+                ListingEnd::Deferred => {
+                    tracing::warn!(task_id = %audit.task_id, check = %detail.check_name,
+                        "deadline near: stopped listing findings; the invocation will fail so Lambda retries");
+                    check.listing_deferred = true;
+                }
+                ListingEnd::Failed(e) => {
+                    tracing::error!(task_id = %audit.task_id, check = %detail.check_name, error = %e,
+                        "could not list every finding; the invocation will fail so Lambda retries");
+                    check.listing_error = Some(e.to_string());
+                }
             }
         }
         report.push_check(check);
@@ -112,25 +164,40 @@ pub async fn handle_audit(remediator: &Arc<Remediator>, audit: &AuditMessage) ->
     report
 }
 
+/// How the listing of a check's findings ended.
+enum ListingEnd {
+    Complete,
+    /// Stopped at the cutoff: findings after that point were not seen.
+    Deferred,
+    /// `ListAuditFindings` failed after the SDK's retries.
+    Failed(crate::iot_error::IotError),
+}
+
 /// Streams the findings of one check into a pool of at most `MAX_CONCURRENCY` policies at once.
 /// A page is fetched only when a worker slot is free, so memory stays flat on large audits.
-/// Returns the listing error, if paging stopped early; the findings seen before it are handled.
+/// Findings seen before a listing error or the cutoff are still handled (or deferred).
 async fn handle_check(
     remediator: &Arc<Remediator>,
     task_id: &str,
     check_name: &str,
+    cutoff: Cutoff,
     report: &mut AuditReport,
-) -> Result<(), crate::iot_error::IotError> {
+) -> ListingEnd {
     let slots = Arc::new(Semaphore::new(remediator.config().max_concurrency.get()));
     let mut workers = JoinSet::new();
     let mut screener = Screener::new(remediator.config().target_policy_prefix.clone());
     let mut pages = pin!(findings::pages(remediator.client(), task_id, check_name));
-    let mut listing = Ok(());
-    while let Some(page) = pages.next().await {
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                listing = Err(e);
+    let mut listing = ListingEnd::Complete;
+    loop {
+        if cutoff.passed() {
+            listing = ListingEnd::Deferred;
+            break;
+        }
+        let page = match pages.next().await {
+            None => break,
+            Some(Ok(page)) => page,
+            Some(Err(e)) => {
+                listing = ListingEnd::Failed(e);
                 break;
             }
         };
@@ -150,6 +217,15 @@ async fn handle_check(
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
+            // Checked after the wait for a slot, which can be long.
+            if cutoff.passed() {
+                report.push(FindingReport::new(
+                    finding.finding_id,
+                    Some(&target),
+                    Outcome::Deferred,
+                ));
+                continue;
+            }
             let remediator = Arc::clone(remediator);
             workers.spawn(async move {
                 let report = remediate_guarded(&remediator, finding.finding_id, &target).await;

@@ -45,6 +45,10 @@ pub const IOT_ACTIONS: &[&str] = &[
 /// Attempts per IoT call, first included. Throttling and 5xx are retried with exponential
 /// backoff and jitter; what still fails is reported and left to Lambda's retry of the event.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// One attempt of an IoT call gives up after this (a stalled connection).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One IoT call, all its attempts and backoff included, gives up after this.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The IoT client as the function uses it (see [`with_call_policy`]).
 pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
@@ -60,7 +64,8 @@ pub fn with_call_policy(builder: aws_sdk_iot::config::Builder) -> aws_sdk_iot::c
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )
 }

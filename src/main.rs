@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use iot_audit_remediator::apply::Remediator;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::handle_event;
+use iot_audit_remediator::handler::{handle_event, Cutoff};
 use iot_audit_remediator::restrictive::RestrictivePolicy;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -30,7 +30,9 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let remediator = Arc::clone(&remediator);
-        async move { handle_event(&remediator, &event.payload).await }
+        let cutoff =
+            Cutoff::before_deadline(event.context.deadline, remediator.config().deadline_margin);
+        async move { handle_event(&remediator, &event.payload, cutoff).await }
     }))
     .await
 }

@@ -14,8 +14,14 @@ use crate::plan::SkipReason;
 pub enum Outcome {
     Remediated,
     WouldRemediate,
-    Skipped { reason: SkipReason },
-    Failed { error: String },
+    Skipped {
+        reason: SkipReason,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not started: the invocation's deadline was near. Lambda's retry picks it up.
+    Deferred,
 }
 
 /// One finding and what was done about it. Version ids say exactly which versions were
@@ -105,6 +111,14 @@ impl FindingReport {
                 deleted_versions = %deleted, outcome = "skipped", reason = ?reason,
                 "finding skipped"
             ),
+            Outcome::Deferred => tracing::warn!(
+                task_id,
+                finding,
+                policy,
+                flagged_version = flagged,
+                outcome = "deferred",
+                "deadline near: policy not started; Lambda's retry will handle it"
+            ),
             Outcome::Failed { error } => tracing::error!(
                 task_id, finding, policy, flagged_version = flagged, new_version = new,
                 deleted_versions = %deleted, replaced_document = replaced,
@@ -123,8 +137,10 @@ pub struct Totals {
     pub would_remediate: usize,
     pub skipped: usize,
     pub failed: usize,
+    pub deferred: usize,
     pub skipped_by_reason: BTreeMap<SkipReason, usize>,
-    /// Finding lists that could not be read to the end (the invocation fails for them).
+    /// Finding lists that could not be read to the end, by error or deadline (the invocation
+    /// fails for them).
     pub listing_errors: usize,
 }
 
@@ -139,6 +155,7 @@ impl Totals {
                 *self.skipped_by_reason.entry(*reason).or_default() += 1;
             }
             Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Deferred => self.deferred += 1,
         }
     }
 
@@ -148,6 +165,7 @@ impl Totals {
         self.would_remediate += other.would_remediate;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.deferred += other.deferred;
         self.listing_errors += other.listing_errors;
         for (reason, n) in &other.skipped_by_reason {
             *self.skipped_by_reason.entry(*reason).or_default() += n;
@@ -156,7 +174,7 @@ impl Totals {
 
     /// Work that a retry of the event could still complete.
     pub fn incomplete(&self) -> usize {
-        self.failed + self.listing_errors
+        self.failed + self.deferred + self.listing_errors
     }
 }
 
@@ -187,6 +205,9 @@ pub struct CheckReport {
     /// Set when `ListAuditFindings` failed part way: findings after that point were not seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listing_error: Option<String>,
+    /// Set when listing stopped at the deadline: findings after that point were not seen.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub listing_deferred: bool,
 }
 
 impl CheckReport {
@@ -207,6 +228,7 @@ impl CheckReport {
             handling,
             error_code: detail.error_code.clone(),
             listing_error: None,
+            listing_deferred: false,
         }
     }
 }
@@ -242,7 +264,7 @@ impl AuditReport {
     }
 
     pub fn push_check(&mut self, check: CheckReport) {
-        if check.listing_error.is_some() {
+        if check.listing_error.is_some() || check.listing_deferred {
             self.totals.listing_errors += 1;
         }
         self.checks.push(check);
@@ -326,7 +348,7 @@ impl Report {
                 tracing::info!(
                     message_id = id, task_id = %audit.task_id, findings = t.findings,
                     remediated = t.remediated, would_remediate = t.would_remediate,
-                    skipped = t.skipped, failed = t.failed, listing_errors = t.listing_errors,
+                    skipped = t.skipped, failed = t.failed, deferred = t.deferred, listing_errors = t.listing_errors,
                     "audit record done"
                 );
             }

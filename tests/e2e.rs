@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::handle_event;
+use iot_audit_remediator::handler::{handle_event, Cutoff};
 use serde_json::{json, Value};
 
 fn dry_run() -> Config {
@@ -16,7 +16,7 @@ fn dry_run() -> Config {
 }
 
 async fn run(emu: &Emulator, config: Config, event: &str) -> Value {
-    let report = handle_event(&emu.remediator(config), &load_event(event))
+    let report = handle_event(&emu.remediator(config), &load_event(event), Cutoff::NONE)
         .await
         .unwrap_or_else(|e| panic!("invocation failed: {e}\n{:#?}", e.report));
     serde_json::to_value(report).unwrap()
@@ -325,7 +325,10 @@ async fn concurrent_deliveries(keep: bool) {
     };
     let event = load_event("audit-non-compliant.json");
     let (a, b) = (emu.remediator(config.clone()), emu.remediator(config));
-    let (ra, rb) = tokio::join!(handle_event(&a, &event), handle_event(&b, &event));
+    let (ra, rb) = tokio::join!(
+        handle_event(&a, &event, Cutoff::NONE),
+        handle_event(&b, &event, Cutoff::NONE)
+    );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.totals.failed + rb.totals.failed, 0);
     assert!(ra.totals.remediated + rb.totals.remediated >= 40);

@@ -9,7 +9,7 @@ use aws_sdk_iot::Client;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use iot_audit_remediator::apply::Remediator;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::handle_event;
+use iot_audit_remediator::handler::{handle_event, Cutoff};
 use iot_audit_remediator::message::{classify_event, Message, RejectReason, TaskStatus};
 use iot_audit_remediator::restrictive::RestrictivePolicy;
 use serde_json::Value;
@@ -105,7 +105,9 @@ async fn handle(name: &str) -> (Value, usize) {
         Config::default(),
         RestrictivePolicy::builtin().unwrap(),
     ));
-    let report = handle_event(&remediator, &load(name)).await.unwrap();
+    let report = handle_event(&remediator, &load(name), Cutoff::NONE)
+        .await
+        .unwrap();
     (serde_json::to_value(report).unwrap(), list.num_calls())
 }
 

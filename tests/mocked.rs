@@ -32,7 +32,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use iot_audit_remediator::apply::Remediator;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Incomplete};
+use iot_audit_remediator::handler::{handle_event, Cutoff, Incomplete};
 use iot_audit_remediator::report::Report;
 use iot_audit_remediator::restrictive::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use serde_json::Value;
@@ -144,7 +144,7 @@ fn remediator(client: Client, config: Config) -> Arc<Remediator> {
 
 async fn run(client: Client, config: Config) -> Result<Report, Incomplete> {
     let event: Value = serde_json::from_str(EVENT).unwrap();
-    handle_event(&remediator(client, config), &event).await
+    handle_event(&remediator(client, config), &event, Cutoff::NONE).await
 }
 
 fn findings_json(report: &Report) -> Vec<Value> {
