@@ -1,0 +1,632 @@
+#!/usr/bin/env python3
+"""A thin local AWS IoT endpoint: moto's server behind a front HTTP server.
+
+The front server forwards every request to an in-process moto server untouched, except:
+  * POST /audit/findings (ListAuditFindings), which moto lacks, is served from seeded findings;
+  * /_emulator/... is a test-control API: seed findings, reset, read the request log, set faults;
+  * AWS operations can be given latency, throttling, 5xx errors, stalls and a per-operation
+    request-rate cap (a token bucket standing in for the account's API quota).
+
+Usage: iot_emulator.py [--port N] [--port-file PATH] [--exit-on-stdin-eof] [--verbose]
+Prints exactly one line, "READY http://127.0.0.1:<port>", on stdout once both servers answer.
+See emulator/README.md for the control API. Python standard library plus moto only.
+"""
+
+import argparse
+import dataclasses
+import http.client
+import http.server
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import signal
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("iot_emulator")
+
+# Operation names by method and path, as the AWS IoT service model routes them.
+_ROUTES = [
+    (re.compile(r"/policies"), {"GET": "ListPolicies"}),
+    (re.compile(r"/policies/([^/]+)"),
+     {"GET": "GetPolicy", "POST": "CreatePolicy", "DELETE": "DeletePolicy"}),
+    (re.compile(r"/policies/([^/]+)/version"),
+     {"GET": "ListPolicyVersions", "POST": "CreatePolicyVersion"}),
+    (re.compile(r"/policies/([^/]+)/version/([^/]+)"),
+     {"GET": "GetPolicyVersion", "DELETE": "DeletePolicyVersion",
+      "PATCH": "SetDefaultPolicyVersion"}),
+    (re.compile(r"/audit/findings"), {"POST": "ListAuditFindings"}),
+]
+OPERATIONS = sorted({op for _, by_method in _ROUTES for op in by_method.values()} | {"Other"})
+FAULT_KINDS = ("throttle", "error", "stall", "rate_limited")
+
+# Headers that belong to one connection, not to the message (RFC 9110 7.6.1), plus Expect
+# (the front server has already answered "100-continue") and Content-Length (recomputed, as
+# bodies are read whole).
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+               "transfer-encoding", "upgrade", "expect", "content-length"}
+
+LIST_FINDINGS_DEFAULT_PAGE = 25
+LIST_FINDINGS_MAX_PAGE = 250
+
+
+def classify(method, path):
+    """Returns (operation, policyName, versionId) for a request; names are URL-decoded."""
+    for pattern, by_method in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match and method in by_method:
+            names = [unquote(g) for g in match.groups()] + [None, None]
+            return by_method[method], names[0], names[1]
+    return "Other", None, None
+
+
+class BadRequest(Exception):
+    """A request the emulator refuses; answered as 400 with the message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultSpec:
+    latency_ms: float = 0
+    throttle_rate: float = 0
+    error_rate: float = 0
+    stall_rate: float = 0
+    stall_ms: float = 0
+    stall_action: str = "answer"   # after the stall: "answer" (forward, then answer) or "drop"
+    rate_per_sec: float = 0        # 0 = no cap
+    burst: float = 0               # token bucket size; 0 = one second's worth, at least 1
+
+    @classmethod
+    def parse(cls, fields, where):
+        if not isinstance(fields, dict):
+            raise BadRequest(f"{where}: a fault spec must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise BadRequest(f"{where}: unknown fault field(s) {unknown}; known: {sorted(known)}")
+        for name, value in fields.items():
+            if name == "stall_action":
+                if value not in ("answer", "drop"):
+                    raise BadRequest(f"{where}: stall_action must be \"answer\" or \"drop\"")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise BadRequest(f"{where}: {name} must be a number >= 0")
+            elif name.endswith("_rate") and value > 1:
+                raise BadRequest(f"{where}: {name} must be a probability in [0, 1]")
+        spec = cls(**fields)
+        if spec.throttle_rate + spec.error_rate + spec.stall_rate > 1:
+            raise BadRequest(f"{where}: throttle_rate + error_rate + stall_rate must be <= 1")
+        if spec.stall_rate and not spec.stall_ms:
+            raise BadRequest(f"{where}: stall_rate needs stall_ms")
+        if spec.burst and not spec.rate_per_sec:
+            raise BadRequest(f"{where}: burst needs rate_per_sec")
+        if spec.burst and spec.burst < 1:
+            raise BadRequest(f"{where}: burst must be >= 1 (or 0 for the default)")
+        return spec
+
+
+class FaultConfig:
+    """The parsed body of POST /_emulator/faults: a default spec, overridden field by field
+    per operation."""
+
+    def __init__(self, body):
+        if not isinstance(body, dict):
+            raise BadRequest("the fault configuration must be a JSON object")
+        unknown = sorted(set(body) - {"seed", "default", "operations"})
+        if unknown:
+            raise BadRequest(f"unknown key(s) {unknown}; known: seed, default, operations")
+        self.seed = body.get("seed", 0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise BadRequest("seed must be an integer")
+        default = body.get("default", {})
+        operations = body.get("operations", {})
+        if not isinstance(operations, dict):
+            raise BadRequest("operations must be an object keyed by operation name")
+        self.default = FaultSpec.parse(default, "default")
+        self.by_operation = {}
+        for op, fields in operations.items():
+            if op not in OPERATIONS:
+                raise BadRequest(f"operations: unknown operation {op!r}; known: {OPERATIONS}")
+            if not isinstance(fields, dict):
+                raise BadRequest(f"operations.{op}: a fault spec must be a JSON object")
+            self.by_operation[op] = FaultSpec.parse({**default, **fields}, f"operations.{op}")
+        self.body = {"seed": self.seed, "default": default, "operations": operations}
+
+    def spec_for(self, operation):
+        return self.by_operation.get(operation, self.default)
+
+
+def generate_findings(gen):
+    """Expands the compact generator form of POST /_emulator/findings."""
+    if not isinstance(gen, dict):
+        raise BadRequest("generate must be a JSON object")
+    fields = {"taskId": None, "checkName": "IOT_POLICY_OVERLY_PERMISSIVE_CHECK",
+              "policyNamePrefix": "WS_AUDIT_P", "count": None, "versionId": "1", "start": 0,
+              "isSuppressed": False}
+    unknown = sorted(set(gen) - set(fields))
+    if unknown:
+        raise BadRequest(f"generate: unknown key(s) {unknown}; known: {sorted(fields)}")
+    g = {**fields, **gen}
+    for name in ("taskId", "checkName", "policyNamePrefix", "versionId"):
+        if not isinstance(g[name], str):
+            raise BadRequest(f"generate.{name} must be a string")
+    for name in ("count", "start"):
+        if isinstance(g[name], bool) or not isinstance(g[name], int) or g[name] < 0:
+            raise BadRequest(f"generate.{name} must be an integer >= 0")
+    if not isinstance(g["isSuppressed"], bool):
+        raise BadRequest("generate.isSuppressed must be a boolean")
+    now = round(time.time(), 3)
+    return [{
+        "findingId": uuid.uuid4().hex,
+        "taskId": g["taskId"],
+        "checkName": g["checkName"],
+        "taskStartTime": now,
+        "findingTime": now,
+        "severity": "CRITICAL",
+        "nonCompliantResource": {
+            "resourceType": "IOT_POLICY",
+            "resourceIdentifier": {"policyVersionIdentifier": {
+                "policyName": f"{g['policyNamePrefix']}{i:05d}",
+                "policyVersionId": g["versionId"]}},
+        },
+        "relatedResources": [],
+        "reasonForNonCompliance": "Policy allows broad access to IoT data plane actions: "
+                                  "[iot:Subscribe, iot:Connect, iot:Publish].",
+        "reasonForNonComplianceCode": "ALLOWS_BROAD_ACCESS_TO_IOT_DATA_PLANE_ACTIONS",
+        "isSuppressed": g["isSuppressed"],
+    } for i in range(g["start"], g["start"] + g["count"])]
+
+
+class Emulator:
+    """All mutable state, guarded by one lock: findings, page tokens, faults, request log."""
+
+    def __init__(self, moto_host, moto_port):
+        self.moto_host, self.moto_port = moto_host, moto_port
+        self.lock = threading.Lock()
+        self.epoch = time.monotonic()
+        self._clear()
+
+    def _clear(self):
+        self.findings = []
+        self.page_tokens = {}        # nextToken -> (filters, offset)
+        self._set_faults(FaultConfig({}))
+        self._clear_log()
+
+    def _set_faults(self, config):
+        self.faults = config
+        # One generator for every draw, so a run's sequence of faults follows from the seed
+        # (exactly so when requests arrive one at a time).
+        self.rng = random.Random(config.seed)
+        self.buckets = {}            # operation -> (tokens, monotonic time of last refill)
+
+    def _clear_log(self):
+        self.requests = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def now(self):
+        return round(time.monotonic() - self.epoch, 6)
+
+    # --- control API -------------------------------------------------------------------------
+
+    def health(self):
+        status, _, _ = self.moto_request("GET", "/moto-api/config")
+        if not 200 <= status < 300:     # moto answers 201 here
+            raise http.client.HTTPException(f"moto answered {status} to GET /moto-api/config")
+        return {"status": "ok"}
+
+    def warm_up(self):
+        """moto builds its IoT backend on the first IoT request (about 0.5 s); pay that before
+        READY, so no test's first call runs into its client timeout. moto picks the service and
+        region from the SigV4 credential scope and checks no signature."""
+        scope = "Credential=warm-up/20240101/us-east-1/iot/aws4_request"
+        self.moto_request("GET", "/policies", [
+            ("Authorization", f"AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0")])
+
+    def reset(self):
+        self.moto_request("POST", "/moto-api/reset")
+        with self.lock:
+            self._clear()
+        return {"status": "ok"}
+
+    def add_findings(self, body):
+        if not isinstance(body, dict) or not ({"findings", "generate"} & set(body)):
+            raise BadRequest('expected {"findings": [...]} and/or {"generate": {...}}')
+        added = []
+        if "findings" in body:
+            if not isinstance(body["findings"], list) or not all(
+                    isinstance(f, dict) for f in body["findings"]):
+                raise BadRequest("findings must be a list of AuditFinding objects")
+            added += body["findings"]
+        if "generate" in body:
+            added += generate_findings(body["generate"])
+        with self.lock:
+            self.findings += added
+            return {"added": len(added), "total": len(self.findings)}
+
+    def set_faults(self, body):
+        config = FaultConfig(body)
+        with self.lock:
+            self._set_faults(config)
+        return config.body
+
+    def request_log(self):
+        with self.lock:
+            requests = [dict(entry) for entry in self.requests]
+            max_in_flight = self.max_in_flight
+        faults = Counter(entry["fault"] for entry in requests if entry["fault"])
+        return {
+            "requests": requests,
+            "counts": dict(Counter(entry["operation"] for entry in requests)),
+            "faults": {kind: faults[kind] for kind in FAULT_KINDS},
+            "maxInFlight": max_in_flight,
+        }
+
+    def clear_log(self):
+        with self.lock:
+            in_flight = self.in_flight
+            self._clear_log()
+            # Requests still being served finish into entries no longer listed; keep counting
+            # them so maxInFlight stays right.
+            self.in_flight = self.max_in_flight = in_flight
+        return {"status": "ok"}
+
+    # --- AWS operations ----------------------------------------------------------------------
+
+    def begin(self, operation, method, path, policy_name, version_id):
+        entry = {"operation": operation, "method": method, "path": path, "status": None,
+                 "fault": None, "policyName": policy_name, "versionId": version_id,
+                 "start": self.now(), "end": None}
+        with self.lock:
+            self.requests.append(entry)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return entry
+
+    def finish(self, entry, status):
+        with self.lock:
+            entry["status"] = status
+            entry["end"] = self.now()
+            self.in_flight -= 1
+
+    def draw_fault(self, operation, spec):
+        """Decides the fault for one request: the rate cap first, then one uniform draw that
+        picks throttle, error or stall by their probabilities."""
+        with self.lock:
+            draw = self.rng.random()
+            if spec.rate_per_sec:
+                capacity = spec.burst or max(1, spec.rate_per_sec)
+                now = time.monotonic()
+                tokens, last = self.buckets.get(operation, (capacity, now))
+                tokens = min(capacity, tokens + (now - last) * spec.rate_per_sec)
+                limited = tokens < 1
+                self.buckets[operation] = (tokens if limited else tokens - 1, now)
+                if limited:
+                    return "rate_limited"
+        if draw < spec.throttle_rate:
+            return "throttle"
+        if draw < spec.throttle_rate + spec.error_rate:
+            return "error"
+        if draw < spec.throttle_rate + spec.error_rate + spec.stall_rate:
+            return "stall"
+        return None
+
+    def list_audit_findings(self, body):
+        """ListAuditFindings over the seeded findings; raises BadRequest as the API's
+        InvalidRequestException."""
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as e:
+            raise BadRequest(f"request body is not JSON: {e}") from None
+        if not isinstance(request, dict):
+            raise BadRequest("request body must be a JSON object")
+        page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
+        if (isinstance(page_size, bool) or not isinstance(page_size, int)
+                or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
+            raise BadRequest(f"maxResults must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
+        for name in ("taskId", "checkName"):
+            if name in request and not isinstance(request[name], str):
+                raise BadRequest(f"{name} must be a string")
+        suppressed = request.get("listSuppressedFindings")
+        if suppressed is not None and not isinstance(suppressed, bool):
+            raise BadRequest("listSuppressedFindings must be a boolean")
+        # startTime/endTime are not modelled: the seeded findings are all "in range".
+        filters = (request.get("taskId"), request.get("checkName"), suppressed,
+                   json.dumps(request.get("resourceIdentifier"), sort_keys=True))
+        token = request.get("nextToken")
+        with self.lock:
+            offset = 0
+            if token is not None:
+                issued = self.page_tokens.get(token)
+                if issued is None:
+                    raise BadRequest("The nextToken is not valid.")
+                if issued[0] != filters:
+                    raise BadRequest("The nextToken was issued for a different request.")
+                offset = issued[1]
+            matching = [f for f in self.findings if _finding_matches(f, request, suppressed)]
+            response = {"findings": matching[offset:offset + page_size]}
+            if offset + page_size < len(matching):
+                next_token = secrets.token_urlsafe(24)
+                self.page_tokens[next_token] = (filters, offset + page_size)
+                response["nextToken"] = next_token
+        return response
+
+    # --- moto --------------------------------------------------------------------------------
+
+    def moto_request(self, method, target, headers=(), body=None):
+        """One request to moto; returns (status, headers, body) with hop-by-hop headers
+        removed. A fresh connection each time: moto's server (werkzeug's) answers every
+        request with "Connection: close", so a kept connection would never be reused."""
+        conn = http.client.HTTPConnection(self.moto_host, self.moto_port, timeout=120)
+        try:
+            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders(body or None)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        kept = [(n, v) for n, v in response.getheaders() if n.lower() not in _HOP_BY_HOP]
+        return response.status, kept, data
+
+
+def _finding_matches(finding, request, suppressed):
+    if "taskId" in request and finding.get("taskId") != request["taskId"]:
+        return False
+    if "checkName" in request and finding.get("checkName") != request["checkName"]:
+        return False
+    if suppressed is not None and bool(finding.get("isSuppressed", False)) != suppressed:
+        return False
+    if "resourceIdentifier" in request:
+        resource = finding.get("nonCompliantResource") or {}
+        return resource.get("resourceIdentifier") == request["resourceIdentifier"]
+    return True
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"    # keep-alive towards clients: every answer has a length
+    server_version = "iot-emulator"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (40 ms per request on Linux).
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        self.answered = None    # status of the answer sent (or being sent); None: no answer
+        started = time.monotonic()
+        path = urlsplit(self.path).path
+        served = "control"
+        try:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self.close_connection = True
+                self.send_json(411, {"message": "chunked request bodies are not supported"})
+            elif path.startswith("/_emulator/"):
+                self.control(path, self.read_body())
+            elif path.startswith("/moto-api/"):
+                served = "moto-api"
+                self.forward(self.read_body())
+            else:
+                served = self.aws_operation(path, self.read_body())
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (typically a timeout during a stall); nothing left to answer.
+            self.close_connection = True
+        log.info("%s %s -> %s %s %.1f ms", self.command, self.path, self.answered, served,
+                 (time.monotonic() - started) * 1000)
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    @property
+    def emulator(self):
+        return self.server.emulator
+
+    def read_body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def aws_operation(self, path, body):
+        """Serves one AWS operation with its faults; returns a description for the log."""
+        operation, policy_name, version_id = classify(self.command, path)
+        entry = self.emulator.begin(operation, self.command, path, policy_name, version_id)
+        fault = None
+        try:
+            spec = self.emulator.faults.spec_for(operation)
+            if spec.latency_ms:
+                time.sleep(spec.latency_ms / 1000)
+            fault = entry["fault"] = self.emulator.draw_fault(operation, spec)
+            if fault in ("throttle", "rate_limited"):
+                self.send_aws_error(400, "ThrottlingException", "Rate exceeded.")
+            elif fault == "error":
+                self.send_aws_error(500, "InternalFailureException",
+                                    "An unexpected error has occurred.")
+            elif fault == "stall" and spec.stall_action == "drop":
+                time.sleep(spec.stall_ms / 1000)
+                self.close_connection = True       # close without an answer
+            else:
+                if fault == "stall":
+                    time.sleep(spec.stall_ms / 1000)
+                if operation == "ListAuditFindings":
+                    self.list_audit_findings(body)
+                else:
+                    self.forward(body)
+        finally:
+            self.emulator.finish(entry, self.answered)
+        return f"{operation} fault={fault}" if fault else operation
+
+    def list_audit_findings(self, body):
+        try:
+            response = self.emulator.list_audit_findings(body)
+        except BadRequest as e:
+            self.send_aws_error(400, "InvalidRequestException", str(e))
+        else:
+            self.send_json(200, response, [("x-amzn-RequestId", str(uuid.uuid4()))])
+
+    def forward(self, body):
+        headers = [(n, v) for n, v in self.headers.items() if n.lower() not in _HOP_BY_HOP]
+        if body:
+            headers.append(("Content-Length", str(len(body))))
+        try:
+            status, response_headers, data = self.emulator.moto_request(
+                self.command, self.path, headers, body)
+        except (OSError, http.client.HTTPException) as e:
+            log.error("moto did not answer %s %s: %r", self.command, self.path, e)
+            self.send_json(502, {"message": f"moto did not answer: {e!r}"})
+        else:
+            self.send(status, response_headers, data)
+
+    def control(self, path, body):
+        em = self.emulator
+        routes = {
+            ("GET", "/_emulator/health"): lambda _: em.health(),
+            ("POST", "/_emulator/findings"): em.add_findings,
+            ("POST", "/_emulator/reset"): lambda _: em.reset(),
+            ("GET", "/_emulator/requests"): lambda _: em.request_log(),
+            ("DELETE", "/_emulator/requests"): lambda _: em.clear_log(),
+            ("GET", "/_emulator/faults"): lambda _: em.faults.body,
+            ("POST", "/_emulator/faults"): em.set_faults,
+        }
+        action = routes.get((self.command, path.rstrip("/")))
+        if action is None:
+            self.send_json(404, {"message": f"no control endpoint {self.command} {path}"})
+            return
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as e:
+            self.send_json(400, {"message": f"request body is not JSON: {e}"})
+            return
+        try:
+            answer = action(request)
+        except BadRequest as e:
+            self.send_json(400, {"message": str(e)})
+        except (OSError, http.client.HTTPException) as e:
+            self.send_json(503, {"message": f"moto did not answer: {e!r}"})
+        else:
+            self.send_json(200, answer)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def send_aws_error(self, status, code, message):
+        """An error as AWS restJson1 services (and moto) send it: the SDK takes the code from
+        the x-amzn-ErrorType header (the body's __type is the fallback)."""
+        self.send_json(status, {"__type": code, "message": message},
+                       [("x-amzn-ErrorType", code), ("x-amzn-RequestId", str(uuid.uuid4()))])
+
+    def send_json(self, status, obj, headers=()):
+        self.send(status, [("Content-Type", "application/json"), *headers],
+                  json.dumps(obj).encode())
+
+    def send(self, status, headers, body):
+        self.answered = status
+        # send_response_only: forwarded answers already carry moto's Server and Date headers.
+        self.send_response_only(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        log.debug(format, *args)
+
+
+class FrontServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True            # a stalled request must not hold up shutdown
+    request_queue_size = 128         # clients open many connections at once under load
+
+    def __init__(self, address, emulator):
+        self.emulator = emulator
+        super().__init__(address, Handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind resolves the host name (socket.getfqdn), which can stall on a
+        # machine without DNS; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %r", client_address, sys.exc_info()[1])
+        else:
+            log.exception("error while serving %s", client_address)
+
+
+def _speed_up_moto_routing():
+    """moto's server lists its own package directory (about 175 stat calls) twice for every
+    request to find the backend; the list never changes while running, so compute it once."""
+    from moto import backends
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
+def _wait_for_eof(stop):
+    # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader holds its lock,
+    # and the interpreter aborts at exit when it cannot take that lock.
+    while os.read(sys.stdin.fileno(), 65536):
+        pass
+    stop.set()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="front port (default 0: a free one)")
+    parser.add_argument("--port-file", help="also write the endpoint URL to this file")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when stdin reaches end of file (the parent went away)")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, format="iot_emulator: %(message)s",
+                        level=logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    # stdout carries only the READY line; libraries that print (moto does) go to stderr.
+    ready_out, sys.stdout = sys.stdout, sys.stderr
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True, name="stdin").start()
+
+    from moto.server import ThreadedMotoServer
+    _speed_up_moto_routing()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    emulator = Emulator(*moto.get_host_and_port())
+    emulator.warm_up()
+    front = FrontServer(("127.0.0.1", args.port), emulator)
+    # A short poll interval: shutdown() waits for the serving loop to look.
+    threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+                     name="front").start()
+
+    url = f"http://127.0.0.1:{front.server_port}"
+    # Through the front server to moto: both answer. (http.client, not urllib: no proxy
+    # settings from the environment apply to loopback.)
+    probe = http.client.HTTPConnection("127.0.0.1", front.server_port, timeout=30)
+    probe.request("GET", "/_emulator/health")
+    health = probe.getresponse()
+    if health.status != 200:
+        raise SystemExit(f"iot_emulator: not healthy: {health.status} {health.read()!r}")
+    probe.close()
+    if args.port_file:
+        tmp = f"{args.port_file}.tmp"
+        with open(tmp, "w") as f:
+            f.write(url + "\n")
+        os.replace(tmp, args.port_file)   # readers never see a half-written file
+    print(f"READY {url}", file=ready_out, flush=True)
+
+    stop.wait()
+    front.shutdown()
+    front.server_close()
+    moto.stop()
+    if args.port_file:
+        os.remove(args.port_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""Tests of the local IoT emulator, run as a subprocess and driven over HTTP with urllib.
+
+Run: .venv/bin/python -m unittest emulator/test_iot_emulator.py
+"""
+
+import http.client
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+EMULATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "iot_emulator.py")
+# moto picks the service from the SigV4 credential scope (and the region from it) and does not
+# check the signature; an unsigned request would be routed to its S3 backend.
+AUTH = ("AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/iot/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=0")
+CHECK = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK"
+# Loopback never goes through a proxy, whatever the environment says.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DOCUMENT = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
+
+
+def start_emulator(*extra_args):
+    """Starts the emulator; returns (process, base URL) once it printed its READY line."""
+    proc = subprocess.Popen(
+        [sys.executable, EMULATOR, "--port", "0", "--exit-on-stdin-eof", *extra_args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=20):
+            proc.kill()
+            raise AssertionError("the emulator did not print READY within 20 s")
+    line = proc.stdout.readline().decode()
+    if not line.startswith("READY http://127.0.0.1:"):
+        proc.kill()
+        raise AssertionError(f"unexpected first line {line!r}")
+    return proc, line.split()[1]
+
+
+def stop_emulator(proc):
+    proc.stdin.close()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error_type(self):
+        return self.headers.get("x-amzn-ErrorType")
+
+
+class EmulatorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.proc, cls.url = start_emulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_emulator(cls.proc)
+
+    def setUp(self):
+        self.assertEqual(self.control("POST", "/_emulator/reset").status, 200)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def call(self, method, path, body=None, signed=True, timeout=10):
+        headers = {"Content-Type": "application/json"}
+        if signed:
+            headers["Authorization"] = AUTH
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, headers=headers,
+                                         method=method)
+        try:
+            with OPENER.open(request, timeout=timeout) as r:
+                return Response(r.status, r.headers, r.read())
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.headers, e.read())
+
+    def control(self, method, path, body=None):
+        return self.call(method, path, body, signed=False)
+
+    def set_faults(self, config):
+        response = self.control("POST", "/_emulator/faults", config)
+        self.assertEqual(response.status, 200, response.body)
+
+    def list_findings(self, **request):
+        return self.call("POST", "/audit/findings", request)
+
+    def list_all_pages(self, **request):
+        pages, token = [], None
+        while True:
+            response = self.list_findings(**request, **({"nextToken": token} if token else {}))
+            self.assertEqual(response.status, 200, response.body)
+            pages.append(response.json["findings"])
+            token = response.json.get("nextToken")
+            if token is None:
+                return pages
+
+    def request_log(self):
+        return self.control("GET", "/_emulator/requests").json
+
+    def assert_aws_error(self, response, status, code):
+        self.assertEqual(response.status, status, response.body)
+        self.assertEqual(response.error_type, code)
+        self.assertEqual(response.headers.get("Content-Type"), "application/json")
+        self.assertIsInstance(response.json["message"], str)
+
+    # --- forwarding to moto ------------------------------------------------------------------
+
+    def test_forwards_policy_operations_and_moto_errors(self):
+        name = "WS_AUDIT_fwd+a=b,c.d@e-f"     # every character class a policy name may use
+        path = "/policies/" + quote(name, safe="")
+        created = self.call("POST", path, {"policyDocument": DOCUMENT})
+        self.assertEqual(created.status, 200, created.body)
+        self.assertEqual((created.json["policyName"], created.json["policyVersionId"]), (name, "1"))
+
+        got = self.call("GET", path).json
+        self.assertEqual(got["defaultVersionId"], "1")
+        self.assertEqual(json.loads(got["policyDocument"]), json.loads(DOCUMENT))
+
+        for version in range(2, 6):
+            response = self.call("POST", path + "/version?setAsDefault=true",
+                                 {"policyDocument": DOCUMENT})
+            self.assertEqual(response.status, 200, response.body)
+            self.assertEqual(response.json["policyVersionId"], str(version))
+            self.assertTrue(response.json["isDefaultVersion"])
+        self.assert_aws_error(
+            self.call("POST", path + "/version?setAsDefault=true", {"policyDocument": DOCUMENT}),
+            409, "VersionsLimitExceededException")
+        self.assert_aws_error(self.call("DELETE", path + "/version/5"),
+                              400, "InvalidRequestException")
+        self.assert_aws_error(self.call("GET", "/policies/absent"),
+                              404, "ResourceNotFoundException")
+
+        log = self.request_log()
+        self.assertEqual(log["counts"], {"CreatePolicy": 1, "GetPolicy": 2,
+                                         "CreatePolicyVersion": 5, "DeletePolicyVersion": 1})
+        delete = log["requests"][-2]
+        self.assertEqual((delete["operation"], delete["method"], delete["status"],
+                          delete["policyName"], delete["versionId"], delete["path"]),
+                         ("DeletePolicyVersion", "DELETE", 400, name, "5", path + "/version/5"))
+
+    # --- ListAuditFindings -------------------------------------------------------------------
+
+    def test_list_audit_findings_pages_and_filters(self):
+        seeded = self.control("POST", "/_emulator/findings", {"generate": {
+            "taskId": "T1", "checkName": CHECK, "policyNamePrefix": "WS_AUDIT_P", "count": 600,
+            "versionId": "1", "start": 0}})
+        self.assertEqual(seeded.json, {"added": 600, "total": 600})
+        self.control("POST", "/_emulator/findings", {"generate": {
+            "taskId": "T1", "count": 10, "start": 600, "isSuppressed": True}})
+        self.control("POST", "/_emulator/findings", {"generate": {"taskId": "T2", "count": 5}})
+        other_check = {"findingId": "f-other", "taskId": "T1",
+                       "checkName": "LOGGING_DISABLED_CHECK",
+                       "nonCompliantResource": {"resourceType": "ACCOUNT_SETTINGS",
+                                                "resourceIdentifier": {"account": "123456789012"}},
+                       "isSuppressed": False}
+        self.assertEqual(self.control("POST", "/_emulator/findings",
+                                      {"findings": [other_check]}).json["total"], 616)
+
+        pages = self.list_all_pages(taskId="T1", checkName=CHECK, listSuppressedFindings=False,
+                                    maxResults=250)
+        self.assertEqual([len(p) for p in pages], [250, 250, 100])
+        findings = [f for page in pages for f in page]
+        names = [f["nonCompliantResource"]["resourceIdentifier"]["policyVersionIdentifier"]
+                 ["policyName"] for f in findings]
+        self.assertEqual(names, [f"WS_AUDIT_P{i:05d}" for i in range(600)])
+        self.assertEqual(len({f["findingId"] for f in findings}), 600)
+        first = findings[0]
+        self.assertEqual((first["taskId"], first["checkName"], first["isSuppressed"],
+                          first["nonCompliantResource"]["resourceType"]),
+                         ("T1", CHECK, False, "IOT_POLICY"))
+        self.assertIsInstance(first["findingTime"], float)
+
+        suppressed = self.list_all_pages(taskId="T1", listSuppressedFindings=True, maxResults=250)
+        self.assertEqual([len(p) for p in suppressed], [10])
+        self.assertEqual([len(p) for p in self.list_all_pages(taskId="T1", maxResults=250)],
+                         [250, 250, 111])
+        self.assertEqual(self.list_all_pages(checkName="LOGGING_DISABLED_CHECK"), [[other_check]])
+        self.assertEqual(
+            self.list_all_pages(resourceIdentifier={"account": "123456789012"}), [[other_check]])
+        self.assertEqual(self.list_all_pages(taskId="T3"), [[]])
+
+        default_page = self.list_findings(taskId="T2")
+        self.assertEqual(len(default_page.json["findings"]), 5)
+        self.assertNotIn("nextToken", default_page.json)
+        self.assertEqual(len(self.list_findings().json["findings"]), 25)
+
+        for bad in (0, 251, "10", True):
+            self.assert_aws_error(self.list_findings(maxResults=bad), 400,
+                                  "InvalidRequestException")
+        self.assert_aws_error(self.list_findings(nextToken="bogus"), 400,
+                              "InvalidRequestException")
+        token = self.list_findings(taskId="T1").json["nextToken"]
+        self.assert_aws_error(self.list_findings(taskId="T2", nextToken=token), 400,
+                              "InvalidRequestException")
+        self.assertEqual(self.list_findings(taskId="T1", nextToken=token).status, 200)
+        self.assertEqual(self.list_findings(taskId="T1", nextToken=token).status, 200,
+                         "a token can be used again, as a retry would")
+
+    # --- control API -------------------------------------------------------------------------
+
+    def test_request_log_counts_and_clear(self):
+        for _ in range(3):
+            self.call("GET", "/policies/p%201")
+        self.list_findings(taskId="T1")
+        self.control("GET", "/moto-api/config")    # neither moto-api nor control is logged
+        log = self.request_log()
+        self.assertEqual(log["counts"], {"GetPolicy": 3, "ListAuditFindings": 1})
+        self.assertEqual(log["faults"], {"throttle": 0, "error": 0, "stall": 0, "rate_limited": 0})
+        self.assertEqual(log["requests"][0] | {"start": 0, "end": 0}, {
+            "operation": "GetPolicy", "method": "GET", "path": "/policies/p%201", "status": 404,
+            "fault": None, "policyName": "p 1", "versionId": None, "start": 0, "end": 0})
+        self.assertEqual(log["requests"][3]["policyName"], None)
+        self.assertGreaterEqual(log["maxInFlight"], 1)
+
+        self.assertEqual(self.control("DELETE", "/_emulator/requests").status, 200)
+        self.assertEqual(self.request_log()["requests"], [])
+        self.assertEqual(self.request_log()["counts"], {})
+
+    def test_reset_clears_moto_findings_faults_and_log(self):
+        self.call("POST", "/policies/WS_AUDIT_r", {"policyDocument": DOCUMENT})
+        self.control("POST", "/_emulator/findings", {"generate": {"taskId": "T", "count": 3}})
+        self.set_faults({"operations": {"ListPolicies": {"error_rate": 1}}})
+
+        self.assertEqual(self.control("POST", "/_emulator/reset").json, {"status": "ok"})
+        self.assertEqual(self.request_log()["requests"], [])
+        self.assertEqual(self.call("GET", "/policies/WS_AUDIT_r").status, 404)
+        self.assertEqual(self.list_findings().json, {"findings": []})
+        self.assertEqual(self.call("GET", "/policies").json, {"policies": []})
+        self.assertEqual(self.control("GET", "/_emulator/faults").json,
+                         {"seed": 0, "default": {}, "operations": {}})
+
+    def test_fault_configuration_is_validated(self):
+        for config in ({"default": {"throttle_rat": 1}},
+                       {"operations": {"GetPolicyy": {}}},
+                       {"default": {"error_rate": 1.5}},
+                       {"default": {"throttle_rate": 0.6, "error_rate": 0.6}},
+                       {"default": {"stall_rate": 0.5}},
+                       {"default": {"stall_rate": 0.5, "stall_ms": 10, "stall_action": "hang"}},
+                       {"default": {"latency_ms": -1}},
+                       {"seed": "x"},
+                       {"defaults": {}}):
+            response = self.control("POST", "/_emulator/faults", config)
+            self.assertEqual(response.status, 400, config)
+            self.assertIn("message", response.json)
+        config = {"seed": 7, "default": {"latency_ms": 1},
+                  "operations": {"GetPolicy": {"throttle_rate": 0.5}}}
+        self.set_faults(config)
+        self.assertEqual(self.control("GET", "/_emulator/faults").json, config)
+        self.assertEqual(self.control("GET", "/_emulator/nothing").status, 404)
+
+    # --- faults ------------------------------------------------------------------------------
+
+    def test_throttle_and_error_faults(self):
+        self.set_faults({"seed": 1, "operations": {"GetPolicy": {"throttle_rate": 1.0},
+                                                   "ListPolicies": {"error_rate": 1.0}}})
+        self.assert_aws_error(self.call("GET", "/policies/x"), 400, "ThrottlingException")
+        self.assert_aws_error(self.call("GET", "/policies"), 500, "InternalFailureException")
+        self.assertEqual(self.call("POST", "/policies/x", {"policyDocument": DOCUMENT}).status, 200)
+        self.assertEqual(self.control("GET", "/_emulator/requests").status, 200)
+        log = self.request_log()
+        self.assertEqual([(r["operation"], r["status"], r["fault"]) for r in log["requests"]],
+                         [("GetPolicy", 400, "throttle"), ("ListPolicies", 500, "error"),
+                          ("CreatePolicy", 200, None)])
+        self.assertEqual(log["faults"], {"throttle": 1, "error": 1, "stall": 0, "rate_limited": 0})
+
+    def test_latency(self):
+        self.set_faults({"operations": {"ListAuditFindings": {"latency_ms": 300}}})
+        started = time.monotonic()
+        self.assertEqual(self.list_findings().status, 200)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+
+    def test_rate_cap_lets_rate_per_sec_through(self):
+        rate = 20
+        self.set_faults({"operations": {"ListAuditFindings": {"rate_per_sec": rate, "burst": 1}}})
+        statuses, lock = [], threading.Lock()
+        deadline = time.monotonic() + 1.5
+
+        def client():
+            while time.monotonic() < deadline:
+                response = self.list_findings()
+                if response.status != 200:
+                    self.assert_aws_error(response, 400, "ThrottlingException")
+                with lock:
+                    statuses.append(response.status)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+        passed = statuses.count(200)
+        self.assertGreater(statuses.count(400), passed, "the clients must outrun the cap")
+        self.assertLessEqual(passed, 1 + rate * elapsed + 1)
+        self.assertGreaterEqual(passed, 0.7 * rate * elapsed)
+        self.assertEqual(self.request_log()["faults"]["rate_limited"], statuses.count(400))
+
+        # A rate in "default" gives every operation a bucket of its own.
+        self.set_faults({"default": {"rate_per_sec": 0.1, "burst": 2}})
+        self.assertEqual([self.list_findings().status for _ in range(3)], [200, 200, 400])
+        self.assertEqual([self.call("GET", "/policies").status for _ in range(3)], [200, 200, 400])
+
+    def test_stall_then_answer_or_drop(self):
+        self.set_faults({"operations": {"GetPolicy": {"stall_rate": 1, "stall_ms": 800}}})
+        with self.assertRaises(OSError):   # the client's timeout (URLError or TimeoutError)
+            self.call("GET", "/policies/x", timeout=0.3)
+        entry = self.request_log()["requests"][0]
+        self.assertEqual((entry["fault"], entry["status"]), ("stall", None))
+        for _ in range(50):                # then the request goes on to moto and is answered
+            if self.request_log()["requests"][0]["status"] is not None:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.request_log()["requests"][0]["status"], 404)
+
+        self.set_faults({"operations": {"GetPolicy": {"stall_rate": 1, "stall_ms": 50,
+                                                      "stall_action": "drop"}}})
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            self.call("GET", "/policies/x")
+        entry = self.request_log()["requests"][-1]
+        self.assertEqual((entry["fault"], entry["status"]), ("stall", None))
+
+    def test_concurrent_forwarding(self):
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda _: self.call("GET", "/policies/x").status, range(200)))
+        elapsed = time.monotonic() - started
+        self.assertEqual(statuses, [404] * 200)
+        self.assertLess(elapsed, 10, f"200 requests took {elapsed:.1f} s")
+        self.assertGreater(self.request_log()["maxInFlight"], 1)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_port_file_and_exit_on_stdin_eof(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            port_file = os.path.join(tmp, "endpoint")
+            proc, url = start_emulator("--port-file", port_file)
+            with open(port_file) as f:
+                self.assertEqual(f.read().strip(), url)
+            proc.stdin.close()
+            self.assertEqual(proc.wait(timeout=10), 0)
+            self.assertEqual(proc.stdout.read(), b"", "stdout holds only the READY line")
+            proc.stdout.close()
+            self.assertFalse(os.path.exists(port_file))
+
+    def test_exits_on_sigterm(self):
+        proc, _ = start_emulator()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=10), 0)
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
