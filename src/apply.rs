@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::findings::PolicyVersionRef;
 use crate::iot_error::{IotError, IotErrorKind};
 use crate::plan::{
-    decide, duplicate_candidates, oldest_non_default, AfterCreate, Decision, PolicyState,
-    SkipReason, VersionInfo,
+    decide, duplicate_candidates, oldest_non_default, others_created_since, AfterCreate, Decision,
+    PolicyState, SkipReason, VersionInfo,
 };
 use crate::report::{FindingReport, Outcome};
 use crate::restrictive::RestrictivePolicy;
@@ -79,12 +79,24 @@ impl Remediator {
                 reason: SkipReason::RestrictiveDocumentFlagged,
             }),
             Decision::AlreadyRemediated { leftover } => {
-                if let Some(version) = leftover {
-                    if self.config.dry_run {
-                        report.would_delete_version_ids.push(version);
-                    } else if self.delete_version(name, &version).await? == Deleted::Yes {
-                        report.deleted_version_ids.push(version);
+                // One look at the versions finishes what an interrupted or concurrent run
+                // left: the flagged version, and restrictive duplicates next to the default.
+                let versions = self.list_versions(name).await?;
+                let leftover = leftover.filter(|id| {
+                    versions
+                        .iter()
+                        .any(|v| v.version_id == *id && !v.is_default)
+                });
+                if self.config.dry_run {
+                    report.would_delete_version_ids.extend(leftover);
+                } else {
+                    if let Some(id) = leftover {
+                        if self.delete_version(name, &id).await? == Deleted::Yes {
+                            report.deleted_version_ids.push(id);
+                        }
                     }
+                    self.tidy_duplicates(name, &versions, &flagged.version_id, report)
+                        .await?;
                 }
                 Ok(Outcome::Skipped {
                     reason: SkipReason::AlreadyRemediated,
@@ -101,14 +113,15 @@ impl Remediator {
                     }
                     return Ok(Outcome::WouldRemediate);
                 }
-                let new_version = self.create_default(name, report).await?;
+                let (new_version, mut others_created) =
+                    self.create_default(name, &replaced, report).await?;
                 report.new_version_id = Some(new_version);
                 match after {
                     AfterCreate::DeleteReplaced => match self.delete_version(name, &replaced).await? {
-                        Deleted::Yes => report.deleted_version_ids.push(replaced),
+                        Deleted::Yes => report.deleted_version_ids.push(replaced.clone()),
                         // Only a concurrent run of the same event deletes it first; that run
                         // also created a restrictive version, and one of the two must go.
-                        Deleted::AlreadyGone => self.tidy_duplicates(name, &replaced, report).await?,
+                        Deleted::AlreadyGone => others_created = true,
                         Deleted::InUse => {
                             return Err(IotError::unexpected(
                                 "DeletePolicyVersion",
@@ -116,11 +129,12 @@ impl Remediator {
                             ))
                         }
                     },
-                    AfterCreate::KeepReplaced => {
-                        report.kept_version_id = Some(replaced.clone());
-                        // No delete, so no cheap signal of a concurrent run: look instead.
-                        self.tidy_duplicates(name, &replaced, report).await?;
-                    }
+                    AfterCreate::KeepReplaced => report.kept_version_id = Some(replaced.clone()),
+                }
+                if others_created {
+                    let versions = self.list_versions(name).await?;
+                    self.tidy_duplicates(name, &versions, &replaced, report)
+                        .await?;
                 }
                 Ok(Outcome::Remediated)
             }
@@ -158,13 +172,20 @@ impl Remediator {
 
     /// Creates the restrictive document as the new default. At the 5-version limit, deletes the
     /// oldest non-default version and tries once more; a second limit error is a failure
-    /// (another writer took the slot).
+    /// (another writer took the slot). Returns the new version id and whether some other
+    /// version was created since the versions this run knew of (a concurrent run, or a timed
+    /// out attempt that IoT applied after all): then duplicates may exist.
     async fn create_default(
         &self,
         name: &str,
+        replaced: &str,
         report: &mut FindingReport,
-    ) -> Result<String, IotError> {
+    ) -> Result<(String, bool), IotError> {
         match self.create_version(name).await {
+            Ok(created) => {
+                let others = others_created_since(&created, [replaced]);
+                Ok((created, others))
+            }
             Err(e) if e.kind == IotErrorKind::VersionsLimit => {
                 let versions = self.list_versions(name).await?;
                 let oldest = oldest_non_default(&versions).ok_or_else(|| {
@@ -184,9 +205,12 @@ impl Remediator {
                         ))
                     }
                 }
-                self.create_version(name).await
+                let created = self.create_version(name).await?;
+                let others =
+                    others_created_since(&created, versions.iter().map(|v| v.version_id.as_str()));
+                Ok((created, others))
             }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
@@ -248,18 +272,18 @@ impl Remediator {
             .collect())
     }
 
-    /// Deletes restrictive versions that a concurrent run created next to ours, so the policy
-    /// ends with exactly one restrictive version: the default. Only non-default versions newer
-    /// than the replaced one are looked at, and only those whose document is the restrictive one
-    /// are deleted; IoT itself refuses to delete the default.
+    /// Deletes restrictive versions that a concurrent run (or a retried create) left next to
+    /// the default, so the policy ends with exactly one restrictive version: the default. Only
+    /// non-default versions newer than `after` are read, and only those whose document is the
+    /// restrictive one are deleted; IoT itself refuses to delete the default.
     async fn tidy_duplicates(
         &self,
         name: &str,
-        replaced: &str,
+        versions: &[VersionInfo],
+        after: &str,
         report: &mut FindingReport,
     ) -> Result<(), IotError> {
-        let versions = self.list_versions(name).await?;
-        for candidate in duplicate_candidates(&versions, replaced) {
+        for candidate in duplicate_candidates(versions, after) {
             let id = candidate.version_id.as_str();
             let out = match self
                 .client
@@ -283,7 +307,7 @@ impl Remediator {
                 tracing::info!(
                     policy = name,
                     version = id,
-                    "deleted a duplicate restrictive version left by a concurrent run"
+                    "deleted a duplicate restrictive version"
                 );
                 report.deleted_version_ids.push(id.to_owned());
             }

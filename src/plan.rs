@@ -174,6 +174,23 @@ pub fn duplicate_candidates<'a>(
     })
 }
 
+/// True when `created` is not the version id IoT hands out next after every id in `known`:
+/// someone created a version in between (ids are never reused). An id that is not a number
+/// counts as a gap, so the caller looks rather than guesses.
+pub fn others_created_since<'a>(created: &str, known: impl IntoIterator<Item = &'a str>) -> bool {
+    let Ok(created) = created.parse::<u64>() else {
+        return true;
+    };
+    let mut newest = None;
+    for id in known {
+        match id.parse::<u64>() {
+            Ok(n) => newest = newest.max(Some(n)),
+            Err(_) => return true,
+        }
+    }
+    newest.is_none_or(|n| created != n + 1)
+}
+
 /// Version ids are decimal strings: compare them as numbers ("10" > "9"), text as a fallback.
 pub fn compare_version_ids(a: &str, b: &str) -> Ordering {
     match (a.parse::<u64>(), b.parse::<u64>()) {
@@ -420,6 +437,17 @@ mod tests {
             .map(|v| v.version_id.as_str())
             .collect();
         assert_eq!(ids, ["3", "9"]);
+    }
+
+    #[test]
+    fn a_gap_in_version_ids_means_someone_else_created_one() {
+        assert!(!others_created_since("2", ["1"]));
+        assert!(!others_created_since("6", ["5", "3", "4"]));
+        assert!(others_created_since("3", ["1"]));
+        assert!(others_created_since("7", ["5", "3"]));
+        assert!(others_created_since("x", ["1"]));
+        assert!(others_created_since("2", ["a"]));
+        assert!(others_created_since("2", []));
     }
 
     #[test]

@@ -566,7 +566,7 @@ async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_
 }
 
 #[tokio::test]
-async fn keep_replaced_version_keeps_it_and_checks_for_duplicates() {
+async fn keep_replaced_version_keeps_it_with_no_extra_call() {
     let list = single_page(vec![finding("WS_AUDIT_keep", "1")]);
     let get = permissive_policies();
     let create = create_ok("2");
