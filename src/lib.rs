@@ -27,7 +27,7 @@ pub mod restrictive;
 
 use std::time::Duration;
 
-use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::config::retry::{RetryConfig, RetryPartition, TokenBucket};
 use aws_sdk_iot::config::timeout::TimeoutConfig;
 
 /// Every IoT API operation the function calls, as IAM action names. The SAM template's role
@@ -42,13 +42,16 @@ pub const IOT_ACTIONS: &[&str] = &[
     "iot:DeletePolicyVersion",
 ];
 
-/// Attempts per IoT call, first included. Throttling and 5xx are retried with exponential
-/// backoff and jitter; what still fails is reported and left to Lambda's retry of the event.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// Attempts per IoT call, first included. Throttling (expected when running at the account's
+/// API quota) and 5xx are retried with exponential backoff and jitter, capped at
+/// [`MAX_BACKOFF`]: a call gets about 25 s to get through a throttled burst. What still fails is
+/// reported and left to Lambda's retry of the event.
+pub const MAX_ATTEMPTS: u32 = 8;
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One attempt of an IoT call gives up after this (a stalled connection).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One IoT call, all its attempts and backoff included, gives up after this.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The IoT client as the function uses it (see [`with_call_policy`]).
 pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
@@ -58,9 +61,23 @@ pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
 /// Retries and timeouts for every IoT call: standard retries (exponential backoff with jitter,
 /// throttling and 5xx retried) with more attempts than the SDK's default 3, and timeouts so a
 /// stalled call fails one policy instead of hanging the invocation.
+///
+/// The SDK's default retry quota (a token bucket of 500, 5 per retry, 1 back per success)
+/// drains when more than about one call in six is throttled, and then stops retrying at all:
+/// a throttled burst would turn into failed policies. Throttling retries are paced by their
+/// backoff instead, so here they cost no quota; 5xx and timeout retries still do.
 pub fn with_call_policy(builder: aws_sdk_iot::config::Builder) -> aws_sdk_iot::config::Builder {
     builder
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_max_backoff(MAX_BACKOFF),
+        )
+        .retry_partition(
+            RetryPartition::custom("iot-audit-remediator")
+                .token_bucket(TokenBucket::builder().throttling_retry_cost(0).build())
+                .build(),
+        )
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))

@@ -76,26 +76,35 @@ impl Emulator {
     /// The real SDK client pointed at the emulator, with the function's retry policy; the
     /// backoff is shortened so fault tests do not sleep for seconds.
     pub fn client(&self) -> Client {
+        Client::from_conf(self.client_config().build())
+    }
+
+    /// As [`Emulator::client`], with short timeouts so stall tests run in seconds.
+    pub fn client_with_timeouts(&self, attempt: Duration, operation: Duration) -> Client {
+        let timeouts = aws_sdk_iot::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(operation)
+            .build();
+        Client::from_conf(self.client_config().timeout_config(timeouts).build())
+    }
+
+    fn client_config(&self) -> aws_sdk_iot::config::Builder {
         let config = aws_sdk_iot::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.url)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
-        let config = iot_audit_remediator::with_call_policy(config).retry_config(
+        iot_audit_remediator::with_call_policy(config).retry_config(
             RetryConfig::standard()
                 .with_max_attempts(iot_audit_remediator::MAX_ATTEMPTS)
                 .with_initial_backoff(Duration::from_millis(20))
                 .with_max_backoff(Duration::from_millis(200)),
-        );
-        Client::from_conf(config.build())
+        )
     }
 
     pub fn remediator(&self, config: Config) -> Arc<Remediator> {
-        Arc::new(Remediator::new(
-            self.client(),
-            config,
-            RestrictivePolicy::builtin().unwrap(),
-        ))
+        remediator_with(self.client(), config)
     }
 
     /// One request to the control API (`/_emulator/...`), over a fresh connection.
@@ -187,6 +196,14 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn remediator_with(client: Client, config: Config) -> Arc<Remediator> {
+    Arc::new(Remediator::new(
+        client,
+        config,
+        RestrictivePolicy::builtin().unwrap(),
+    ))
 }
 
 /// A finding in the API's JSON shape, as `ListAuditFindings` returns it.
