@@ -1,0 +1,655 @@
+//! The deployment grants exactly what the code needs (SPEC §7), and the three lists stay in step:
+//! the IoT calls in `src/`, `iot_audit_remediator::IOT_ACTIONS`, the role in `template.yaml` and
+//! the standalone `policies/remediator-iam-policy.json`. Also holds the template's environment
+//! to the variables `src/config.rs` reads, with the same defaults.
+//!
+//! `cfn-lint` and `sam validate --lint` (scripts/lint-template.sh) check the template's shape;
+//! neither catches a misspelled or extra IAM action, which is what these tests are for.
+//!
+//! CloudFormation short tags (`!Sub`, `!Ref`, `!If`, ...) parse as YAML tagged values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use iot_audit_remediator::config::{
+    DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_MAX_CONCURRENCY, DEFAULT_PREFIX,
+    MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
+};
+use iot_audit_remediator::IOT_ACTIONS;
+use yaml_serde::Value;
+
+/// The only IoT action that cannot be scoped to a resource.
+const UNSCOPED_ACTION: &str = "iot:ListAuditFindings";
+/// The resource of every other IoT action: the policies whose name has the prefix the code uses.
+const POLICY_ARN: &str =
+    "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:policy/${TargetPolicyPrefix}*";
+/// What writing logs needs, besides the IoT actions.
+const LOGGING_ACTIONS: &[&str] = &[
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+];
+/// The managed policy SAM attaches by default: exactly the three logging actions.
+const BASIC_EXECUTION_POLICY: &str = "AWSLambdaBasicExecutionRole";
+/// The environment the function reads, and the template parameter that feeds each.
+const ENV_PARAMETERS: &[(&str, &str)] = &[
+    ("TARGET_POLICY_PREFIX", "TargetPolicyPrefix"),
+    ("DRY_RUN", "DryRun"),
+    ("KEEP_REPLACED_VERSION", "KeepReplacedVersion"),
+    ("MAX_CONCURRENCY", "MaxConcurrency"),
+    ("DEADLINE_MARGIN_SECONDS", "DeadlineMarginSeconds"),
+];
+/// Methods of `aws_sdk_iot::Client` (or of a clone of it) that are not API operations.
+const NOT_OPERATIONS: &[&str] = &["clone", "config", "as_ref", "to_owned"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn template() -> Value {
+    yaml_serde::from_str(&read("template.yaml")).expect("template.yaml is valid YAML")
+}
+
+fn function(template: &Value) -> &Value {
+    let function = &template["Resources"]["RemediatorFunction"];
+    assert_eq!(
+        function["Type"].as_str(),
+        Some("AWS::Serverless::Function"),
+        "template.yaml has no AWS::Serverless::Function named RemediatorFunction"
+    );
+    function
+}
+
+/// `!Tag value` as (tag without `!`, value); `None` for an untagged value.
+fn tagged(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
+        _ => None,
+    }
+}
+
+/// An untagged string. (`Value::as_str` looks through tags: `!Sub x` would pass as `x`.)
+fn plain(value: &Value) -> Option<&str> {
+    match value {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A scalar as text (YAML reads `4` as a number and `"false"` as a string).
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// One or a list of values, as CloudFormation and IAM allow for `Action` and `Resource`.
+fn one_or_many(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => vec![],
+        other => vec![other],
+    }
+}
+
+/// A resource as comparable text: `*`, a literal ARN, or `!Sub <pattern>`. Anything else
+/// (`!If`, `!Join`, `!GetAtt`) is spelled out so that it can only match by being the same.
+fn resource_text(value: &Value) -> String {
+    if let Some(s) = plain(value) {
+        return s.to_owned();
+    }
+    match tagged(value) {
+        Some((tag, Value::String(pattern))) if tag == "Sub" => format!("!Sub {pattern}"),
+        _ => match value.get("Fn::Sub").and_then(plain) {
+            Some(s) => format!("!Sub {s}"),
+            None => format!("{value:?}"),
+        },
+    }
+}
+
+/// Action → the resources it is allowed on, from a list of IAM statements. Only plain `Allow`
+/// statements with `Action` and `Resource` are accepted: `NotAction`, `NotResource` or a
+/// `Deny` in a role this small is a sign that something else is going on.
+fn grants(statements: &[&Value]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut grants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for &statement in statements {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{statement:?}");
+        for key in ["NotAction", "NotResource", "Principal", "NotPrincipal"] {
+            assert!(statement.get(key).is_none(), "{key} in {statement:?}");
+        }
+        let actions = one_or_many(&statement["Action"]);
+        let resources = one_or_many(&statement["Resource"]);
+        assert!(
+            !actions.is_empty() && !resources.is_empty(),
+            "{statement:?}"
+        );
+        for action in actions {
+            let action = plain(action)
+                .unwrap_or_else(|| panic!("an action is not a plain string: {action:?}"));
+            let entry = grants.entry(action.to_owned()).or_default();
+            entry.extend(resources.iter().copied().map(resource_text));
+        }
+    }
+    grants
+}
+
+fn statements(document: &Value) -> Vec<&Value> {
+    let statements = one_or_many(&document["Statement"]);
+    assert!(
+        !statements.is_empty(),
+        "a policy document without statements: {document:?}"
+    );
+    statements
+}
+
+/// The grants of the function's role: the inline documents of its `Policies`. Managed policies
+/// must be the basic execution role (logging only); SAM policy templates, `Role` (a role from
+/// elsewhere) and anything that is not a plain policy document are refused.
+fn function_grants(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let props = &function(template)["Properties"];
+    assert!(
+        props.get("Role").is_none(),
+        "RemediatorFunction must get its role from Policies, not a Role of its own"
+    );
+    assert!(
+        template["Globals"]["Function"].get("Policies").is_none()
+            && template["Globals"]["Function"].get("Role").is_none(),
+        "permissions must be on the function, not in Globals"
+    );
+    let policies = props["Policies"]
+        .as_sequence()
+        .expect("RemediatorFunction has a Policies list");
+    let mut documents = Vec::new();
+    for policy in policies {
+        match policy {
+            Value::String(managed) => assert!(
+                managed == BASIC_EXECUTION_POLICY
+                    || managed.ends_with(&format!(":policy/service-role/{BASIC_EXECUTION_POLICY}")),
+                "unexpected managed policy {managed}"
+            ),
+            Value::Mapping(_) if policy.get("Statement").is_some() => documents.push(policy),
+            other => panic!("only plain policy documents are allowed in Policies: {other:?}"),
+        }
+    }
+    assert!(
+        props.get("ManagedPolicyArns").is_none(),
+        "ManagedPolicyArns widens the role beyond Policies"
+    );
+    let all: Vec<&Value> = documents.into_iter().flat_map(statements).collect();
+    grants(&all)
+}
+
+fn iot_only(grants: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    grants
+        .iter()
+        .filter(|(action, _)| action.starts_with("iot:"))
+        .map(|(a, r)| (a.clone(), r.clone()))
+        .collect()
+}
+
+fn expected_iot_actions() -> BTreeSet<String> {
+    let set: BTreeSet<String> = IOT_ACTIONS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(set.len(), IOT_ACTIONS.len(), "IOT_ACTIONS has duplicates");
+    assert!(
+        set.contains(UNSCOPED_ACTION),
+        "IOT_ACTIONS lacks {UNSCOPED_ACTION}"
+    );
+    set
+}
+
+/// The names `src/config.rs` looks up, outside its unit tests.
+fn env_vars_read_by_config() -> BTreeSet<String> {
+    let source = read("src/config.rs");
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let names: BTreeSet<String> = code
+        .match_indices("lookup(\"")
+        .filter_map(|(at, m)| {
+            let rest = &code[at + m.len()..];
+            rest.find('"').map(|end| rest[..end].to_owned())
+        })
+        .collect();
+    assert!(
+        names.contains("TARGET_POLICY_PREFIX"),
+        "could not find the lookup(\"...\") calls in src/config.rs: {names:?}"
+    );
+    names
+}
+
+#[test]
+fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
+    let template = template();
+    let grants = function_grants(&template);
+
+    let iot_actions: BTreeSet<String> = grants
+        .keys()
+        .filter(|a| a.starts_with("iot:"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        iot_actions,
+        expected_iot_actions(),
+        "the role's IoT actions differ from iot_audit_remediator::IOT_ACTIONS"
+    );
+
+    let scoped = format!("!Sub {POLICY_ARN}");
+    for (action, resources) in &grants {
+        if action == UNSCOPED_ACTION {
+            assert_eq!(resources, &BTreeSet::from(["*".to_owned()]), "{action}");
+        } else if action.starts_with("iot:") {
+            assert_eq!(
+                resources,
+                &BTreeSet::from([scoped.clone()]),
+                "{action} must be scoped to exactly {POLICY_ARN}"
+            );
+        } else {
+            assert!(
+                LOGGING_ACTIONS.contains(&action.as_str()),
+                "{action} is neither an IoT action of the code nor needed for logging"
+            );
+        }
+    }
+}
+
+#[test]
+fn template_environment_matches_config() {
+    let template = template();
+    let props = &function(&template)["Properties"];
+    let params = &template["Parameters"];
+
+    let variables = props["Environment"]["Variables"]
+        .as_mapping()
+        .expect("RemediatorFunction has Environment.Variables");
+    let in_template: BTreeSet<String> = variables
+        .keys()
+        .map(|k| k.as_str().expect("variable names are strings").to_owned())
+        .collect();
+    let read_by_config = env_vars_read_by_config();
+    assert_eq!(
+        in_template, read_by_config,
+        "template variables vs. src/config.rs"
+    );
+    let mapped: BTreeSet<String> = ENV_PARAMETERS.iter().map(|(v, _)| v.to_string()).collect();
+    assert_eq!(mapped, read_by_config, "update ENV_PARAMETERS in this test");
+
+    for (variable, parameter) in ENV_PARAMETERS {
+        let value = &props["Environment"]["Variables"][*variable];
+        match tagged(value) {
+            Some((tag, inner)) if tag == "Ref" => {
+                assert_eq!(inner.as_str(), Some(*parameter), "{variable}")
+            }
+            _ => panic!("{variable} must be !Ref {parameter}, is {value:?}"),
+        }
+        assert!(params.get(*parameter).is_some(), "no parameter {parameter}");
+    }
+
+    // The prefix: the code's default, refused when empty or outside policy-name characters,
+    // and the very parameter the role's policy resource is built from.
+    let prefix = &params["TargetPolicyPrefix"];
+    assert_eq!(plain(&prefix["Default"]), Some(DEFAULT_PREFIX));
+    assert_eq!(plain(&prefix["AllowedPattern"]), Some(r"^[\w+=,.@-]+$"));
+    assert_eq!(scalar(&prefix["MinLength"]).as_deref(), Some("1"));
+    assert!(POLICY_ARN.contains("${TargetPolicyPrefix}"));
+
+    for flag in ["DryRun", "KeepReplacedVersion"] {
+        assert_eq!(plain(&params[flag]["Default"]), Some("false"), "{flag}");
+        let allowed: BTreeSet<String> = one_or_many(&params[flag]["AllowedValues"])
+            .into_iter()
+            .filter_map(scalar)
+            .collect();
+        assert_eq!(
+            allowed,
+            BTreeSet::from(["true".to_owned(), "false".to_owned()]),
+            "{flag}"
+        );
+    }
+
+    let concurrency = &params["MaxConcurrency"];
+    assert_eq!(concurrency["Type"].as_str(), Some("Number"));
+    assert_eq!(
+        scalar(&concurrency["Default"]),
+        Some(DEFAULT_MAX_CONCURRENCY.to_string())
+    );
+    assert_eq!(scalar(&concurrency["MinValue"]).as_deref(), Some("1"));
+    assert_eq!(
+        scalar(&concurrency["MaxValue"]),
+        Some(MAX_MAX_CONCURRENCY.to_string())
+    );
+
+    let margin = &params["DeadlineMarginSeconds"];
+    assert_eq!(plain(&margin["Type"]), Some("Number"));
+    assert_eq!(
+        scalar(&margin["Default"]),
+        Some(DEFAULT_DEADLINE_MARGIN_SECONDS.to_string())
+    );
+    assert_eq!(scalar(&margin["MinValue"]).as_deref(), Some("0"));
+    assert_eq!(
+        scalar(&margin["MaxValue"]),
+        Some(MAX_DEADLINE_MARGIN_SECONDS.to_string())
+    );
+}
+
+#[test]
+fn template_deploys_the_function_as_specified() {
+    let template = template();
+    let function = function(&template);
+    let props = &function["Properties"];
+
+    assert_eq!(plain(&props["Runtime"]), Some("provided.al2023"));
+    assert_eq!(plain(&props["Handler"]), Some("bootstrap"));
+    let architectures: Vec<_> = one_or_many(&props["Architectures"])
+        .into_iter()
+        .filter_map(scalar)
+        .collect();
+    assert_eq!(architectures, ["arm64"]);
+    assert_eq!(props["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(
+        function["Metadata"]["BuildMethod"].as_str(),
+        Some("rust-cargolambda")
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_iot-audit-remediator"))
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_owned);
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .map(str::to_owned),
+        binary,
+        "BuildProperties.Binary must name the Cargo binary"
+    );
+
+    let events: Vec<&Value> = props["Events"]
+        .as_mapping()
+        .expect("RemediatorFunction has Events")
+        .values()
+        .collect();
+    assert!(
+        events.iter().any(|e| e["Type"].as_str() == Some("SNS")),
+        "no SNS event"
+    );
+
+    let invoke = &props["EventInvokeConfig"];
+    assert_eq!(
+        scalar(&invoke["MaximumRetryAttempts"]).as_deref(),
+        Some("2")
+    );
+    let on_failure = &invoke["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"].as_str(), Some("SQS"));
+    let destination = &on_failure["Destination"];
+    let queue = match tagged(destination) {
+        Some((tag, inner)) if tag == "GetAtt" => inner
+            .as_str()
+            .and_then(|s| s.strip_suffix(".Arn"))
+            .map(str::to_owned),
+        _ => None,
+    }
+    .unwrap_or_else(|| {
+        panic!("OnFailure.Destination must be !GetAtt <queue>.Arn: {destination:?}")
+    });
+    let queue = &template["Resources"][queue.as_str()];
+    assert_eq!(queue["Type"].as_str(), Some("AWS::SQS::Queue"));
+    assert_eq!(
+        queue["Properties"]["SqsManagedSseEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        scalar(&queue["Properties"]["MessageRetentionPeriod"]).as_deref(),
+        Some("1209600")
+    );
+}
+
+/// The other roles of the stack are Device Defender's (audit, publishing to the topic): they
+/// trust only IoT and may publish to SNS; no statement anywhere passes roles or touches S3.
+#[test]
+fn template_has_no_other_grants() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    for (name, resource) in resources {
+        let name = name.as_str().unwrap_or_default();
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        assert!(
+            !matches!(
+                kind,
+                "AWS::IAM::Policy"
+                    | "AWS::IAM::ManagedPolicy"
+                    | "AWS::Serverless::Connector"
+                    | "AWS::IAM::User"
+            ),
+            "{name}: {kind} could widen a role"
+        );
+        if kind == "AWS::IAM::Role" {
+            let props = &resource["Properties"];
+            for statement in statements(&props["AssumeRolePolicyDocument"]) {
+                let service = one_or_many(&statement["Principal"]["Service"]);
+                assert_eq!(
+                    service
+                        .iter()
+                        .copied()
+                        .filter_map(plain)
+                        .collect::<Vec<_>>(),
+                    ["iot.amazonaws.com"],
+                    "{name} trusts only AWS IoT"
+                );
+            }
+            for managed in one_or_many(&props["ManagedPolicyArns"]) {
+                let text = resource_text(managed);
+                assert!(
+                    text.ends_with(":iam::aws:policy/service-role/AWSIoTDeviceDefenderAudit"),
+                    "{name}: unexpected managed policy {text}"
+                );
+            }
+            let documents = one_or_many(&props["Policies"]);
+            let all: Vec<&Value> = documents
+                .into_iter()
+                .flat_map(|p| statements(&p["PolicyDocument"]))
+                .collect();
+            let actions: BTreeSet<String> = grants(&all).into_keys().collect();
+            assert!(
+                actions.iter().all(|a| a == "sns:Publish"),
+                "{name} may only publish to the audit topic: {actions:?}"
+            );
+        }
+    }
+
+    let mut strings = Vec::new();
+    collect_strings(&template, &mut strings);
+    for s in strings {
+        let lower = s.to_ascii_lowercase();
+        assert!(
+            !lower.contains("iam:passrole"),
+            "iam:PassRole in template.yaml: {s}"
+        );
+        assert!(
+            !lower.starts_with("s3:"),
+            "an S3 action in template.yaml: {s}"
+        );
+    }
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Sequence(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Mapping(map) => map.iter().for_each(|(k, v)| {
+            collect_strings(k, out);
+            collect_strings(v, out);
+        }),
+        Value::Tagged(t) => collect_strings(&t.value, out),
+        _ => {}
+    }
+}
+
+/// `policies/remediator-iam-policy.json` is the template's role for a deployment without SAM:
+/// the same IoT actions on the same resources, with placeholders in place of the pseudo
+/// parameters and the default prefix in place of the parameter; logging besides.
+#[test]
+fn standalone_iam_policy_matches_the_template_role() {
+    let json: serde_json::Value =
+        serde_json::from_str(&read("policies/remediator-iam-policy.json")).expect("valid JSON");
+    assert_eq!(json["Version"], "2012-10-17");
+    let document: Value = yaml_serde::to_value(&json).expect("JSON is YAML");
+    let standalone = grants(&statements(&document));
+
+    let placeholders = |text: &str| -> String {
+        text.strip_prefix("!Sub ")
+            .unwrap_or(text)
+            .replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", "REGION")
+            .replace("${AWS::AccountId}", "ACCOUNT_ID")
+            .replace("${TargetPolicyPrefix}", DEFAULT_PREFIX)
+    };
+    let from_template: BTreeMap<String, BTreeSet<String>> = iot_only(&function_grants(&template()))
+        .into_iter()
+        .map(|(action, resources)| (action, resources.iter().map(|r| placeholders(r)).collect()))
+        .collect();
+    assert_eq!(
+        iot_only(&standalone),
+        from_template,
+        "policies/remediator-iam-policy.json grants other IoT actions or resources than template.yaml"
+    );
+
+    for (action, resources) in &standalone {
+        if action.starts_with("iot:") {
+            continue;
+        }
+        assert!(
+            LOGGING_ACTIONS.contains(&action.as_str()),
+            "{action} is not needed"
+        );
+        for resource in resources {
+            assert!(
+                resource.starts_with("arn:aws:logs:REGION:ACCOUNT_ID:"),
+                "{action} on {resource}: use the REGION and ACCOUNT_ID placeholders"
+            );
+        }
+    }
+    let logging: BTreeSet<&str> = standalone
+        .keys()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("logs:"))
+        .collect();
+    let needed: BTreeSet<&str> = LOGGING_ACTIONS.iter().copied().collect();
+    assert_eq!(logging, needed, "logging permissions");
+}
+
+/// Every `client.<operation>()` call in the library, as IAM action names, equals IOT_ACTIONS:
+/// a new call without a new permission (or a permission left behind) fails here.
+#[test]
+fn iot_actions_match_the_sdk_calls_in_src() {
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&root().join("src")) {
+        let source = fs::read_to_string(&file).expect("readable source");
+        let relative = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for operation in client_calls(&source) {
+            calls
+                .entry(iam_action(&operation))
+                .or_default()
+                .insert(relative.clone());
+        }
+    }
+    let found: BTreeSet<String> = calls.keys().cloned().collect();
+    assert_eq!(
+        found,
+        expected_iot_actions(),
+        "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS"
+    );
+}
+
+#[test]
+fn the_call_scanner_sees_through_layout_and_comments() {
+    let source = "
+        // client.delete_policy()  is a comment
+        let a = self.client.get_policy().policy_name(n).send().await;
+        let b = client
+            .list_audit_findings()
+            .send();
+        let c = remediator.client() . create_policy_version ( ).send();
+        let d = self.client.clone();
+        let e = remediator.client();
+        let f = iot_client(&config);
+    ";
+    assert_eq!(
+        client_calls(source),
+        ["get_policy", "list_audit_findings", "create_policy_version"]
+    );
+    assert_eq!(iam_action("list_audit_findings"), "iot:ListAuditFindings");
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The operations called as `<...>client.<op>()` or `<...>client().<op>()`, in order, with
+/// comment lines dropped and all whitespace removed (so `client\n    .get_policy()` counts).
+fn client_calls(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .flat_map(str::chars)
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut calls = Vec::new();
+    for (at, word) in code.match_indices("client") {
+        let rest = &code[at + word.len()..];
+        let rest = rest.strip_prefix("()").unwrap_or(rest);
+        let Some(rest) = rest.strip_prefix('.') else {
+            continue;
+        };
+        let operation: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if operation.is_empty()
+            || !rest[operation.len()..].starts_with("()")
+            || NOT_OPERATIONS.contains(&operation.as_str())
+        {
+            continue;
+        }
+        calls.push(operation);
+    }
+    calls
+}
+
+/// `get_policy_version` → `iot:GetPolicyVersion`.
+fn iam_action(operation: &str) -> String {
+    let pascal: String = operation
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("iot:{pascal}")
+}
