@@ -52,6 +52,13 @@ impl From<&AuditFinding> for Finding {
     }
 }
 
+/// One page of findings, and whether another page follows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub findings: Vec<Finding>,
+    pub more: bool,
+}
+
 /// The unsuppressed findings of one check of one audit task, page by page. Pages are fetched
 /// only as the consumer pulls them, so a large audit streams instead of piling up in memory.
 /// A page may be empty while more follow: paging stops only when `nextToken` is absent or empty.
@@ -60,7 +67,7 @@ pub fn pages<'a>(
     client: &'a Client,
     task_id: &'a str,
     check_name: &'a str,
-) -> impl Stream<Item = Result<Vec<Finding>, IotError>> + 'a {
+) -> impl Stream<Item = Result<Page, IotError>> + 'a {
     // State: the token for the next page; `None` once the last page has been read.
     stream::try_unfold(Some(None::<String>), move |next| async move {
         let Some(token) = next else {
@@ -76,11 +83,14 @@ pub fn pages<'a>(
             .send()
             .await
             .map_err(|e| IotError::from_sdk("ListAuditFindings", e))?;
-        let page = out.findings().iter().map(Finding::from).collect();
         let next = out
             .next_token()
             .filter(|t| !t.is_empty())
             .map(|t| Some(t.to_owned()));
+        let page = Page {
+            findings: out.findings().iter().map(Finding::from).collect(),
+            more: next.is_some(),
+        };
         Ok(Some((page, next)))
     })
 }

@@ -189,10 +189,6 @@ async fn handle_check(
     let mut pages = pin!(findings::pages(remediator.client(), task_id, check_name));
     let mut listing = ListingEnd::Complete;
     loop {
-        if cutoff.passed() {
-            listing = ListingEnd::Deferred;
-            break;
-        }
         let page = match pages.next().await {
             None => break,
             Some(Ok(page)) => page,
@@ -201,7 +197,7 @@ async fn handle_check(
                 break;
             }
         };
-        for finding in page {
+        for finding in page.findings {
             let target = match screener.screen(&finding) {
                 Screen::Skip(reason) => {
                     report.push(FindingReport::new(
@@ -235,6 +231,10 @@ async fn handle_check(
             while let Some(done) = workers.try_join_next() {
                 push_joined(report, done);
             }
+        }
+        if page.more && cutoff.passed() {
+            listing = ListingEnd::Deferred;
+            break;
         }
     }
     while let Some(done) = workers.join_next().await {

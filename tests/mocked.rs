@@ -539,13 +539,32 @@ async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_
             )),
         }
     });
+    // The interrupted run left version 1 behind, non-default.
+    let versions = mock!(Client::list_policy_versions)
+        .match_requests(|req| req.policy_name() == Some("WS_AUDIT_done"))
+        .then_output(|| {
+            let v = |id: &str, default: bool| {
+                PolicyVersion::builder()
+                    .version_id(id)
+                    .is_default_version(default)
+                    .build()
+            };
+            ListPolicyVersionsOutput::builder()
+                .policy_versions(v("1", false))
+                .policy_versions(v("2", true))
+                .build()
+        });
     let create = create_ok("9");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
-        .await
-        .unwrap();
+    let rules = [&list, &get, &versions, &create, &delete];
+    let report = run(client(&rules), Config::default()).await.unwrap();
     assert_eq!(create.num_calls(), 0);
+    assert_eq!(
+        versions.num_calls(),
+        1,
+        "only the already remediated policy is listed"
+    );
     assert_eq!(
         *deleted.lock().unwrap(),
         ["WS_AUDIT_done/1"],
@@ -602,11 +621,70 @@ async fn keep_replaced_version_keeps_it_with_no_extra_call() {
     .unwrap();
     assert_eq!(delete.num_calls(), 0);
     assert_eq!(
-        get_version.num_calls(),
+        versions.num_calls(),
         0,
-        "no newer non-default version: nothing to read"
+        "version 2 follows 1: nobody else created one, nothing to check"
     );
+    assert_eq!(get_version.num_calls(), 0);
     let f = &by_policy(&report)["WS_AUDIT_keep"];
     assert_eq!(f["outcome"], "remediated");
     assert_eq!(f["keptVersionId"], "1");
+}
+
+#[tokio::test]
+async fn past_the_cutoff_nothing_starts_and_the_listing_stops() {
+    let list =
+        mock!(Client::list_audit_findings).then_compute_output(|req| match req.next_token() {
+            None => page(
+                vec![finding("WS_AUDIT_a", "1"), finding("Other", "1")],
+                Some("t1"),
+            ),
+            Some(_) => page(vec![finding("WS_AUDIT_b", "1")], None),
+        });
+    let get = permissive_policies();
+    let event: Value = serde_json::from_str(EVENT).unwrap();
+    let cutoff = Cutoff::at(std::time::Instant::now());
+    let err = handle_event(
+        &remediator(client(&[&list, &get]), Config::default()),
+        &event,
+        cutoff,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        list.num_calls(),
+        1,
+        "no further page is read past the cutoff"
+    );
+    assert_eq!(get.num_calls(), 0);
+    assert_eq!(
+        (err.deferred, err.listing_errors, err.remediated),
+        (1, 1, 0)
+    );
+    let v = serde_json::to_value(&err.report).unwrap();
+    assert_eq!(v["records"][0]["checks"][0]["listingDeferred"], true);
+    let p = by_policy(&err.report);
+    assert_eq!(p["WS_AUDIT_a"]["outcome"], "deferred");
+    assert_eq!(
+        p["Other"]["reason"], "out_of_scope",
+        "cheap filters still report"
+    );
+}
+
+#[tokio::test]
+async fn a_cutoff_after_the_last_page_is_not_a_deferral() {
+    let list = single_page(vec![finding("WS_AUDIT_a", "1")]);
+    let get = permissive_policies();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let event: Value = serde_json::from_str(EVENT).unwrap();
+    // Passes while the only policy is in flight: it finishes, and nothing is left to defer.
+    let cutoff = Cutoff::at(std::time::Instant::now() + Duration::from_millis(1));
+    let rem = remediator(client(&[&list, &get, &create, &delete]), Config::default());
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let err = handle_event(&rem, &event, cutoff).await.unwrap_err();
+    // The cutoff passed before the first finding could start: deferred, but the listing itself
+    // was complete (one page, no token).
+    assert_eq!((err.deferred, err.listing_errors), (1, 0));
 }
