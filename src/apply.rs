@@ -5,6 +5,7 @@ use aws_sdk_iot::Client;
 use crate::config::Config;
 use crate::findings::PolicyVersionRef;
 use crate::iot_error::{IotError, IotErrorKind};
+use crate::pace::{Operation, Pacer};
 use crate::plan::{
     decide, duplicate_candidates, oldest_non_default, others_created_since, AfterCreate, Decision,
     PolicyState, SkipReason, VersionInfo,
@@ -23,20 +24,27 @@ enum Deleted {
 }
 
 /// Works on one policy at a time; shared by all workers of an invocation.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Remediator {
     client: Client,
     config: Config,
     policy: RestrictivePolicy,
+    pacer: Pacer,
 }
 
 impl Remediator {
     pub fn new(client: Client, config: Config, policy: RestrictivePolicy) -> Self {
         Self {
+            pacer: Pacer::new(config.api_calls_per_second),
             client,
             config,
             policy,
         }
+    }
+
+    /// Shared by every call of the invocation, listing included.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     pub fn client(&self) -> &Client {
@@ -145,6 +153,7 @@ impl Remediator {
     /// document as IoT sent it.
     async fn get_policy(&self, name: &str) -> Result<Option<(PolicyState, String)>, IotError> {
         const OP: &str = "GetPolicy";
+        self.pacer.wait(Operation::GetPolicy).await;
         let out = match self.client.get_policy().policy_name(name).send().await {
             Ok(out) => out,
             Err(e) => {
@@ -216,6 +225,7 @@ impl Remediator {
 
     async fn create_version(&self, name: &str) -> Result<String, IotError> {
         const OP: &str = "CreatePolicyVersion";
+        self.pacer.wait(Operation::CreatePolicyVersion).await;
         let out = self
             .client
             .create_policy_version()
@@ -231,6 +241,7 @@ impl Remediator {
     }
 
     async fn delete_version(&self, name: &str, version: &str) -> Result<Deleted, IotError> {
+        self.pacer.wait(Operation::DeletePolicyVersion).await;
         let result = self
             .client
             .delete_policy_version()
@@ -252,6 +263,7 @@ impl Remediator {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>, IotError> {
+        self.pacer.wait(Operation::ListPolicyVersions).await;
         let out = self
             .client
             .list_policy_versions()
@@ -285,6 +297,7 @@ impl Remediator {
     ) -> Result<(), IotError> {
         for candidate in duplicate_candidates(versions, after) {
             let id = candidate.version_id.as_str();
+            self.pacer.wait(Operation::GetPolicyVersion).await;
             let out = match self
                 .client
                 .get_policy_version()

@@ -13,6 +13,9 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 /// finish (each IoT call gives up after [`crate::OPERATION_TIMEOUT`]) and the rest is deferred.
 pub const DEFAULT_DEADLINE_MARGIN_SECONDS: u64 = 30;
 pub const MAX_DEADLINE_MARGIN_SECONDS: u64 = 600;
+/// IoT's documented default quota: calls per second, per account and operation.
+pub const DEFAULT_API_CALLS_PER_SECOND: u32 = 10;
+pub const MAX_API_CALLS_PER_SECOND: u32 = 10_000;
 /// Far above what the account's API quota can use; a larger value is a typo, not a wish.
 pub const MAX_MAX_CONCURRENCY: usize = 64;
 
@@ -28,6 +31,8 @@ pub struct Config {
     pub max_concurrency: NonZeroUsize,
     /// Stop starting policies this long before the invocation's deadline.
     pub deadline_margin: Duration,
+    /// Calls per second sent per IoT operation (the account's quota); 0 = unpaced.
+    pub api_calls_per_second: u32,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub enum ConfigError {
     BadConcurrency(String),
     #[error("DEADLINE_MARGIN_SECONDS={0:?} is not a whole number from 0 to {MAX_DEADLINE_MARGIN_SECONDS}")]
     BadDeadlineMargin(String),
+    #[error("API_CALLS_PER_SECOND={0:?} is not a whole number from 0 (unpaced) to {MAX_API_CALLS_PER_SECOND}")]
+    BadApiRate(String),
 }
 
 impl Default for Config {
@@ -55,6 +62,7 @@ impl Default for Config {
             max_concurrency: NonZeroUsize::new(DEFAULT_MAX_CONCURRENCY)
                 .unwrap_or(NonZeroUsize::MIN),
             deadline_margin: Duration::from_secs(DEFAULT_DEADLINE_MARGIN_SECONDS),
+            api_calls_per_second: DEFAULT_API_CALLS_PER_SECOND,
         }
     }
 }
@@ -101,12 +109,22 @@ impl Config {
                 .map(Duration::from_secs)
                 .ok_or(ConfigError::BadDeadlineMargin(v))?,
         };
+        let api_calls_per_second = match lookup("API_CALLS_PER_SECOND") {
+            None => defaults.api_calls_per_second,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= MAX_API_CALLS_PER_SECOND)
+                .ok_or(ConfigError::BadApiRate(v))?,
+        };
         Ok(Self {
             target_policy_prefix,
             dry_run,
             keep_replaced_version,
             max_concurrency,
             deadline_margin,
+            api_calls_per_second,
         })
     }
 }
@@ -162,6 +180,7 @@ mod tests {
             ("KEEP_REPLACED_VERSION", " true "),
             ("MAX_CONCURRENCY", "1"),
             ("DEADLINE_MARGIN_SECONDS", "0"),
+            ("API_CALLS_PER_SECOND", "0"),
         ])
         .unwrap();
         assert_eq!(c.target_policy_prefix, "FLEET-");
@@ -169,6 +188,7 @@ mod tests {
         assert!(c.keep_replaced_version);
         assert_eq!(c.max_concurrency.get(), 1);
         assert_eq!(c.deadline_margin, Duration::ZERO);
+        assert_eq!(c.api_calls_per_second, 0);
     }
 
     #[test]
@@ -188,6 +208,13 @@ mod tests {
         for bad in ["0", "-1", "abc", "", "65"] {
             let err = config(&[("MAX_CONCURRENCY", bad)]).unwrap_err();
             assert!(err.to_string().contains("MAX_CONCURRENCY"), "{bad}: {err}");
+        }
+        for bad in ["-1", "10001", "x"] {
+            let err = config(&[("API_CALLS_PER_SECOND", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("API_CALLS_PER_SECOND"),
+                "{bad}: {err}"
+            );
         }
         for bad in ["-1", "601", "1.5", ""] {
             let err = config(&[("DEADLINE_MARGIN_SECONDS", bad)]).unwrap_err();

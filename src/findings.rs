@@ -5,6 +5,7 @@ use aws_sdk_iot::Client;
 use futures::stream::{self, Stream};
 
 use crate::iot_error::IotError;
+use crate::pace::{Operation, Pacer};
 
 /// The largest page `ListAuditFindings` allows.
 pub const MAX_PAGE_SIZE: i32 = 250;
@@ -65,6 +66,7 @@ pub struct Page {
 /// After an error the stream ends.
 pub fn pages<'a>(
     client: &'a Client,
+    pacer: &'a Pacer,
     task_id: &'a str,
     check_name: &'a str,
 ) -> impl Stream<Item = Result<Page, IotError>> + 'a {
@@ -73,6 +75,7 @@ pub fn pages<'a>(
         let Some(token) = next else {
             return Ok(None);
         };
+        pacer.wait(Operation::ListAuditFindings).await;
         let out = client
             .list_audit_findings()
             .task_id(task_id)

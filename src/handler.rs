@@ -186,7 +186,12 @@ async fn handle_check(
     let slots = Arc::new(Semaphore::new(remediator.config().max_concurrency.get()));
     let mut workers = JoinSet::new();
     let mut screener = Screener::new(remediator.config().target_policy_prefix.clone());
-    let mut pages = pin!(findings::pages(remediator.client(), task_id, check_name));
+    let mut pages = pin!(findings::pages(
+        remediator.client(),
+        remediator.pacer(),
+        task_id,
+        check_name
+    ));
     let mut listing = ListingEnd::Complete;
     loop {
         let page = match pages.next().await {

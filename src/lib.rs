@@ -21,6 +21,7 @@ pub mod findings;
 pub mod handler;
 pub mod iot_error;
 pub mod message;
+pub mod pace;
 pub mod plan;
 pub mod report;
 pub mod restrictive;

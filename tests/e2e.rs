@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 fn dry_run() -> Config {
     Config {
         dry_run: true,
-        ..Config::default()
+        ..test_config()
     }
 }
 
@@ -33,7 +33,7 @@ async fn remediates_in_scope_and_leaves_the_rest_untouched() {
         finding(TASK, "DeviceFleetPolicy", "1"),
     ]);
     emu.clear_requests();
-    let report = run(&emu, Config::default(), "audit-non-compliant.json").await;
+    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
     let counts = emu.counts();
     let writes = emu.writes();
 
@@ -99,7 +99,7 @@ async fn five_versions_with_the_permissive_one_default_and_oldest() {
     assert_eq!(versions(&iot, name).await.len(), 5);
     emu.seed_findings(vec![finding(TASK, name, "1")]);
     emu.clear_requests();
-    let report = run(&emu, Config::default(), "audit-non-compliant.json").await;
+    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
     assert_eq!(emu.count("ListPolicyVersions"), 1);
     assert_eq!(
         emu.count("CreatePolicyVersion"),
@@ -130,7 +130,7 @@ async fn six_hundred_findings_over_three_pages() {
     emu.clear_requests();
     let config = Config {
         max_concurrency: 8.try_into().unwrap(),
-        ..Config::default()
+        ..test_config()
     };
     let report = run(&emu, config, "audit-non-compliant.json").await;
     assert_eq!(report["totals"]["remediated"], 600);
@@ -162,7 +162,7 @@ async fn suppressed_and_stale_findings_are_left_alone() {
     suppressed["isSuppressed"] = json!(true);
     emu.seed_findings(vec![suppressed, finding(TASK, "WS_AUDIT_Stale", "1")]);
     emu.clear_requests();
-    let report = run(&emu, Config::default(), "audit-non-compliant.json").await;
+    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
 
     assert!(emu.writes().is_empty(), "{:?}", emu.writes());
     assert_eq!(
@@ -186,10 +186,10 @@ async fn the_same_event_twice_makes_no_new_version() {
     let iot = emu.client();
     create_policy(&iot, "WS_AUDIT_Twice", PERMISSIVE).await;
     emu.seed_findings(vec![finding(TASK, "WS_AUDIT_Twice", "1")]);
-    run(&emu, Config::default(), "audit-non-compliant.json").await;
+    run(&emu, test_config(), "audit-non-compliant.json").await;
     let after_first = versions(&iot, "WS_AUDIT_Twice").await;
     emu.clear_requests();
-    let second = run(&emu, Config::default(), "audit-non-compliant.json").await;
+    let second = run(&emu, test_config(), "audit-non-compliant.json").await;
     // The second run reads the policy and its versions, and writes nothing.
     assert!(emu.writes().is_empty(), "{:?}", emu.writes());
     assert_eq!(emu.count("GetPolicy"), 1);
@@ -216,7 +216,7 @@ async fn messages_that_need_no_work_make_no_iot_call() {
         ("audit-task-failed.json", "skipped"),
         ("audit-compliant.json", "processed"),
     ] {
-        let report = run(&emu, Config::default(), event).await;
+        let report = run(&emu, test_config(), event).await;
         assert_eq!(report["records"][0]["outcome"], outcome, "{event}");
     }
     assert_eq!(emu.requests(), Vec::<Value>::new(), "not one IoT call");
@@ -235,7 +235,7 @@ async fn throttling_and_server_errors_still_remediate_everything() {
     }
     emu.generate_findings(TASK, "WS_AUDIT_F", 60);
     emu.faults(json!({"seed": 7, "default": {"throttle_rate": 0.2, "error_rate": 0.05}}));
-    let report = run(&emu, Config::default(), "audit-non-compliant.json").await;
+    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
     emu.faults(json!({}));
 
     let faults = emu.control("GET", "/_emulator/requests", None)["faults"].clone();
@@ -283,7 +283,7 @@ async fn two_records_are_both_handled() {
         finding(TASK, "WS_AUDIT_First", "1"),
         finding("b1c2d3e4f5a60718293a4b5c6d7e8f90", "WS_AUDIT_Second", "1"),
     ]);
-    let report = run(&emu, Config::default(), "two-records.json").await;
+    let report = run(&emu, test_config(), "two-records.json").await;
     assert_eq!(report["recordTotals"]["processed"], 2);
     assert_eq!(report["totals"]["remediated"], 2);
     assert_remediated(&iot, "WS_AUDIT_First", false).await;
@@ -298,7 +298,7 @@ async fn keep_replaced_version_leaves_a_rollback_target() {
     emu.seed_findings(vec![finding(TASK, "WS_AUDIT_Keep", "1")]);
     let config = Config {
         keep_replaced_version: true,
-        ..Config::default()
+        ..test_config()
     };
     let report = run(&emu, config.clone(), "audit-non-compliant.json").await;
     assert_remediated(&iot, "WS_AUDIT_Keep", true).await;
@@ -322,7 +322,7 @@ async fn concurrent_deliveries(keep: bool) {
     emu.faults(json!({"default": {"latency_ms": 5}}));
     let config = Config {
         keep_replaced_version: keep,
-        ..Config::default()
+        ..test_config()
     };
     let event = load_event("audit-non-compliant.json");
     let (a, b) = (emu.remediator(config.clone()), emu.remediator(config));

@@ -102,7 +102,7 @@ async fn handle(name: &str) -> (Value, usize) {
     let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list]);
     let remediator = Arc::new(Remediator::new(
         client,
-        Config::default(),
+        test_config(),
         RestrictivePolicy::builtin().unwrap(),
     ));
     let report = handle_event(&remediator, &load(name), Cutoff::NONE)
@@ -160,4 +160,12 @@ async fn both_records_of_an_event_are_handled_and_other_checks_reported() {
     assert_eq!(checks[1]["checkName"], "LOGGING_DISABLED_CHECK");
     assert_eq!(checks[1]["handling"], "not_handled");
     assert_eq!(checks[1]["nonCompliantResourcesCount"], 1);
+}
+
+/// The default configuration, unpaced: these tests are about behaviour, not the API quota.
+fn test_config() -> Config {
+    Config {
+        api_calls_per_second: 0,
+        ..Config::default()
+    }
 }

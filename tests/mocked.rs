@@ -185,7 +185,7 @@ async fn pages_are_followed_through_an_empty_middle_page() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
+    let report = run(client(&[&list, &get, &create, &delete]), test_config())
         .await
         .unwrap();
 
@@ -256,7 +256,7 @@ async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
     let delete = delete_recording(&deleted);
     let report = run(
         client(&[&list, &get, &versions, &create, &delete]),
-        Config::default(),
+        test_config(),
     )
     .await
     .unwrap();
@@ -305,7 +305,7 @@ async fn a_second_version_limit_error_is_a_reported_failure() {
     let delete = delete_recording(&deleted);
     let err = run(
         client(&[&list, &get, &versions, &create, &delete]),
-        Config::default(),
+        test_config(),
     )
     .await
     .unwrap_err();
@@ -353,7 +353,7 @@ async fn one_throttling_exception_is_retried_by_the_sdk() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), Config::default())
+    let report = run(client(&[&list, &get, &create, &delete]), test_config())
         .await
         .unwrap();
     assert_eq!(get.num_calls(), 2);
@@ -380,7 +380,7 @@ async fn one_policy_failing_does_not_stop_the_other_nineteen() {
     let delete = delete_recording(&deleted);
     let config = Config {
         max_concurrency: 4.try_into().unwrap(),
-        ..Config::default()
+        ..test_config()
     };
     let err = run(client(&[&list, &get, &broken, &create, &delete]), config)
         .await
@@ -431,7 +431,7 @@ async fn dry_run_reads_but_never_writes() {
         .then_output(|| aws_sdk_iot::operation::set_default_policy_version::SetDefaultPolicyVersionOutput::builder().build());
     let config = Config {
         dry_run: true,
-        ..Config::default()
+        ..test_config()
     };
     let report = run(
         client(&[&list, &get, &create, &delete, &set_default]),
@@ -496,7 +496,7 @@ async fn a_concurrent_runs_duplicate_restrictive_version_is_tidied() {
         });
     let report = run(
         client(&[&list, &get, &create, &delete, &versions, &get_version]),
-        Config::default(),
+        test_config(),
     )
     .await
     .unwrap();
@@ -558,7 +558,7 @@ async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
     let rules = [&list, &get, &versions, &create, &delete];
-    let report = run(client(&rules), Config::default()).await.unwrap();
+    let report = run(client(&rules), test_config()).await.unwrap();
     assert_eq!(create.num_calls(), 0);
     assert_eq!(
         versions.num_calls(),
@@ -611,7 +611,7 @@ async fn keep_replaced_version_keeps_it_with_no_extra_call() {
         mock!(Client::get_policy_version).then_output(|| GetPolicyVersionOutput::builder().build());
     let config = Config {
         keep_replaced_version: true,
-        ..Config::default()
+        ..test_config()
     };
     let report = run(
         client(&[&list, &get, &create, &delete, &versions, &get_version]),
@@ -645,7 +645,7 @@ async fn past_the_cutoff_nothing_starts_and_the_listing_stops() {
     let event: Value = serde_json::from_str(EVENT).unwrap();
     let cutoff = Cutoff::at(std::time::Instant::now());
     let err = handle_event(
-        &remediator(client(&[&list, &get]), Config::default()),
+        &remediator(client(&[&list, &get]), test_config()),
         &event,
         cutoff,
     )
@@ -681,10 +681,18 @@ async fn a_cutoff_after_the_last_page_is_not_a_deferral() {
     let event: Value = serde_json::from_str(EVENT).unwrap();
     // Passes while the only policy is in flight: it finishes, and nothing is left to defer.
     let cutoff = Cutoff::at(std::time::Instant::now() + Duration::from_millis(1));
-    let rem = remediator(client(&[&list, &get, &create, &delete]), Config::default());
+    let rem = remediator(client(&[&list, &get, &create, &delete]), test_config());
     tokio::time::sleep(Duration::from_millis(2)).await;
     let err = handle_event(&rem, &event, cutoff).await.unwrap_err();
     // The cutoff passed before the first finding could start: deferred, but the listing itself
     // was complete (one page, no token).
     assert_eq!((err.deferred, err.listing_errors), (1, 0));
+}
+
+/// The default configuration, unpaced: these tests are about behaviour, not the API quota.
+fn test_config() -> Config {
+    Config {
+        api_calls_per_second: 0,
+        ..Config::default()
+    }
 }

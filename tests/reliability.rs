@@ -45,7 +45,7 @@ async fn near_the_deadline_the_rest_is_deferred_and_a_retry_finishes() {
     emu.faults(json!({"default": {"latency_ms": 60}}));
     let config = Config {
         max_concurrency: 2.try_into().unwrap(),
-        ..Config::default()
+        ..test_config()
     };
     let event = load_event("audit-non-compliant.json");
     let cutoff = Cutoff::at(Instant::now() + Duration::from_millis(700));
@@ -87,7 +87,7 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     let event = load_event("audit-non-compliant.json");
     let started = Instant::now();
     let err = handle_event(
-        &remediator_with(client, Config::default()),
+        &remediator_with(client, test_config()),
         &event,
         Cutoff::NONE,
     )
@@ -112,7 +112,7 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     assert_eq!(assert_remediated_or_untouched(&emu, &names).await, (0, 3));
 
     emu.faults(json!({}));
-    let report = handle_event(&emu.remediator(Config::default()), &event, Cutoff::NONE)
+    let report = handle_event(&emu.remediator(test_config()), &event, Cutoff::NONE)
         .await
         .unwrap();
     assert_eq!(report.totals.remediated, 3);
@@ -130,7 +130,7 @@ async fn faults_at_scale_lose_nothing_within_three_invocations() {
         "throttle_rate": 0.2, "error_rate": 0.05,
         "stall_rate": 0.01, "stall_ms": 1500, "stall_action": "drop"}}));
     let client = emu.client_with_timeouts(Duration::from_millis(300), Duration::from_secs(5));
-    let remediator = remediator_with(client, Config::default());
+    let remediator = remediator_with(client, test_config());
     let event = load_event("audit-non-compliant.json");
     let mut invocations = 0;
     loop {

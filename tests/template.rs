@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use iot_audit_remediator::config::{
-    DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_MAX_CONCURRENCY, DEFAULT_PREFIX,
-    MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
+    DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PREFIX, MAX_API_CALLS_PER_SECOND, MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
 };
 use iot_audit_remediator::IOT_ACTIONS;
 use yaml_serde::Value;
@@ -39,6 +39,7 @@ const ENV_PARAMETERS: &[(&str, &str)] = &[
     ("KEEP_REPLACED_VERSION", "KeepReplacedVersion"),
     ("MAX_CONCURRENCY", "MaxConcurrency"),
     ("DEADLINE_MARGIN_SECONDS", "DeadlineMarginSeconds"),
+    ("API_CALLS_PER_SECOND", "ApiCallsPerSecond"),
 ];
 /// Methods of `aws_sdk_iot::Client` (or of a clone of it) that are not API operations.
 const NOT_OPERATIONS: &[&str] = &["clone", "config", "as_ref", "to_owned"];
@@ -337,6 +338,18 @@ fn template_environment_matches_config() {
     assert_eq!(
         scalar(&margin["MaxValue"]),
         Some(MAX_DEADLINE_MARGIN_SECONDS.to_string())
+    );
+
+    let rate = &params["ApiCallsPerSecond"];
+    assert_eq!(plain(&rate["Type"]), Some("Number"));
+    assert_eq!(
+        scalar(&rate["Default"]),
+        Some(DEFAULT_API_CALLS_PER_SECOND.to_string())
+    );
+    assert_eq!(scalar(&rate["MinValue"]).as_deref(), Some("0"));
+    assert_eq!(
+        scalar(&rate["MaxValue"]),
+        Some(MAX_API_CALLS_PER_SECOND.to_string())
     );
 }
 

@@ -310,3 +310,12 @@ pub async fn assert_remediated(client: &Client, policy: &str, kept: bool) {
         "{policy}: permissive version kept={kept}: {versions:?}"
     );
 }
+
+/// The default configuration, unpaced: these tests are about behaviour, not the API quota
+/// (the benchmark paces).
+pub fn test_config() -> Config {
+    Config {
+        api_calls_per_second: 0,
+        ..Config::default()
+    }
+}

@@ -1,0 +1,159 @@
+//! Pacing IoT calls to the account's API quota, one schedule per operation.
+//!
+//! IoT's quotas are per account and per operation (10 calls per second by default for each
+//! policy operation and for `ListAuditFindings`). Sending faster only buys
+//! `ThrottlingException`s and retries with backoff, which finish later than calls spaced at the
+//! quota from the start.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The IoT operations the function calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListAuditFindings,
+    GetPolicy,
+    GetPolicyVersion,
+    ListPolicyVersions,
+    CreatePolicyVersion,
+    DeletePolicyVersion,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::ListAuditFindings,
+        Operation::GetPolicy,
+        Operation::GetPolicyVersion,
+        Operation::ListPolicyVersions,
+        Operation::CreatePolicyVersion,
+        Operation::DeletePolicyVersion,
+    ];
+
+    /// The API's name for it (the IAM action without `iot:`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ListAuditFindings => "ListAuditFindings",
+            Operation::GetPolicy => "GetPolicy",
+            Operation::GetPolicyVersion => "GetPolicyVersion",
+            Operation::ListPolicyVersions => "ListPolicyVersions",
+            Operation::CreatePolicyVersion => "CreatePolicyVersion",
+            Operation::DeletePolicyVersion => "DeletePolicyVersion",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Spaces the calls of each operation at least `1 / rate` apart, across all workers of the
+/// invocation. A call waits for the next free slot of its operation; calls of different
+/// operations do not wait for each other.
+#[derive(Debug)]
+pub struct Pacer {
+    interval: Option<Duration>,
+    /// The next free slot per operation.
+    next: [Mutex<Option<Instant>>; 6],
+}
+
+impl Pacer {
+    /// `calls_per_second` per operation; 0 means no pacing.
+    pub fn new(calls_per_second: u32) -> Self {
+        Self {
+            interval: (calls_per_second > 0).then(|| Duration::from_secs(1) / calls_per_second),
+            next: Default::default(),
+        }
+    }
+
+    /// Waits until a call of `operation` may be sent.
+    pub async fn wait(&self, operation: Operation) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next[operation.index()]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_the_iam_actions() {
+        let names: Vec<String> = Operation::ALL
+            .iter()
+            .map(|o| format!("iot:{}", o.name()))
+            .collect();
+        let mut names = names;
+        names.sort();
+        let mut actions: Vec<String> = crate::IOT_ACTIONS.iter().map(|a| a.to_string()).collect();
+        actions.sort();
+        assert_eq!(names, actions);
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(op.index(), i);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_of_one_operation_are_spaced_at_the_rate() {
+        let pacer = Pacer::new(10);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer.wait(Operation::GetPolicy).await;
+        }
+        // Slots at 0, 100, 200, 300, 400 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        // Another operation has its own schedule.
+        let before = Instant::now();
+        pacer.wait(Operation::CreatePolicyVersion).await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_the_schedule() {
+        let pacer = std::sync::Arc::new(Pacer::new(100));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let pacer = pacer.clone();
+                tokio::spawn(async move { pacer.wait(Operation::DeletePolicyVersion).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(190));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_operation_does_not_bank_a_burst() {
+        let pacer = Pacer::new(10);
+        pacer.wait(Operation::GetPolicy).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = Instant::now();
+        pacer.wait(Operation::GetPolicy).await;
+        pacer.wait(Operation::GetPolicy).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_means_unpaced() {
+        let pacer = Pacer::new(0);
+        let start = Instant::now();
+        for _ in 0..100 {
+            pacer.wait(Operation::GetPolicy).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

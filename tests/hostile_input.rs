@@ -1,0 +1,264 @@
+//! Hostile input never panics: property tests over "SNS event → classified records" and
+//! "findings → decisions". Seeds come from `events/`; the rest is generated: arbitrary bytes,
+//! mutations of the seeds, deep nesting, huge strings, wrong types, unicode policy names.
+//!
+//! CI runs the default number of cases (`PROPTEST_CASES`, see `.ci/run`); for a long run:
+//! `PROPTEST_CASES=200000 cargo test --release --test hostile_input`.
+
+use iot_audit_remediator::config::Config;
+use iot_audit_remediator::findings::{Finding, PolicyVersionRef};
+use iot_audit_remediator::message::{classify_event, classify_message, RejectReason};
+use iot_audit_remediator::plan::{
+    decide, duplicate_candidates, oldest_non_default, others_created_since, PolicyState, Screen,
+    Screener, VersionInfo,
+};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn seeds() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let mut messages = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let event: Value = serde_json::from_str(&text).unwrap();
+        for record in event["Records"].as_array().unwrap() {
+            messages.push(record["Sns"]["Message"].as_str().unwrap().to_owned());
+        }
+    }
+    messages.sort();
+    messages
+}
+
+/// A seed message with a few random byte edits (what a mutational fuzzer does).
+fn mutated_seed() -> impl Strategy<Value = String> {
+    let seeds = seeds();
+    (
+        0..seeds.len(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..8),
+    )
+        .prop_map(move |(i, edits)| {
+            let mut bytes = seeds[i].clone().into_bytes();
+            for (at, byte, kind) in edits {
+                let pos = at.index(bytes.len() + 1);
+                match kind {
+                    0 => bytes.insert(pos, byte),
+                    1 if pos < bytes.len() => bytes[pos] = byte,
+                    _ if pos < bytes.len() => {
+                        bytes.remove(pos);
+                    }
+                    _ => {}
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+}
+
+/// Arbitrary JSON with the keys the classifier looks at, so generated values reach every branch.
+fn json_value() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "taskId",
+        "taskStatus",
+        "taskType",
+        "auditDetails",
+        "checkName",
+        "checkRunStatus",
+        "nonCompliantResourcesCount",
+        "suppressedNonCompliantResourceCount",
+        "violationId",
+        "violationEventType",
+        "findingId",
+        "nonCompliantResource",
+        "thingName",
+        "Records",
+        "Sns",
+        "Message",
+        "MessageId",
+        "other",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        ".{0,40}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "COMPLETED",
+            "COMPLETED_NON_COMPLIANT",
+            "IOT_POLICY_OVERLY_PERMISSIVE_CHECK",
+            "FAILED"
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(6, 64, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map(keys.clone(), inner, 0..8).prop_map(|m| Value::Object(
+                m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+            )),
+        ]
+    })
+}
+
+fn sns_event(messages: Vec<Value>) -> Value {
+    let records: Vec<Value> = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let message = match m {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn",
+                   "Sns": {"MessageId": format!("m{i}"), "Message": message, "Type": "Notification",
+                           "TopicArn": "arn", "Timestamp": "2019-10-25T14:19:33.294Z",
+                           "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "u",
+                           "UnsubscribeUrl": "u", "MessageAttributes": {}}})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn finding() -> impl Strategy<Value = Finding> {
+    (
+        prop::option::of(".{0,20}"),
+        prop::option::of(prop::sample::select(vec![
+            "IOT_POLICY",
+            "DEVICE_CERTIFICATE",
+            "",
+            "iot_policy",
+        ])),
+        prop::option::of(("\\PC{0,40}", "[0-9a-z]{0,4}")),
+        any::<bool>(),
+        prop::bool::ANY,
+    )
+        .prop_map(|(id, kind, policy, suppressed, prefixed)| Finding {
+            finding_id: id,
+            resource_type: kind.map(str::to_owned),
+            policy: policy.map(|(name, version)| PolicyVersionRef {
+                policy_name: if prefixed {
+                    format!("WS_AUDIT_{name}")
+                } else {
+                    name
+                },
+                version_id: version,
+            }),
+            is_suppressed: suppressed,
+        })
+}
+
+fn versions() -> impl Strategy<Value = Vec<VersionInfo>> {
+    prop::collection::vec(
+        (
+            "[0-9]{0,3}|[a-z]{1,2}",
+            any::<bool>(),
+            prop::option::of(any::<i64>()),
+        )
+            .prop_map(|(id, d, c)| VersionInfo {
+                version_id: id,
+                is_default: d,
+                created_ms: c,
+            }),
+        0..7,
+    )
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_as_a_message_never_panics(text in "\\PC{0,200}") {
+        let _ = classify_message(&text);
+    }
+
+    #[test]
+    fn arbitrary_bytes_as_a_message_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = classify_message(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn mutated_sample_messages_never_panic(text in mutated_seed()) {
+        let _ = classify_message(&text);
+    }
+
+    #[test]
+    fn arbitrary_json_messages_are_classified_or_rejected(messages in prop::collection::vec(json_value(), 0..4)) {
+        let n = messages.len();
+        let records = classify_event(&sns_event(messages));
+        // One result per record; an empty event is one rejection.
+        prop_assert_eq!(records.len(), n.max(1));
+    }
+
+    #[test]
+    fn arbitrary_json_events_never_panic(event in json_value()) {
+        let records = classify_event(&event);
+        prop_assert!(!records.is_empty());
+    }
+
+    #[test]
+    fn screening_is_total_and_handles_each_policy_once(findings in prop::collection::vec(finding(), 0..30)) {
+        let mut screener = Screener::new("WS_AUDIT_");
+        let mut in_scope = std::collections::HashSet::new();
+        for f in &findings {
+            if let Screen::InScope(p) = screener.screen(f) {
+                prop_assert!(p.policy_name.starts_with("WS_AUDIT_"));
+                prop_assert!(!f.is_suppressed);
+                prop_assert!(in_scope.insert(p.policy_name.clone()), "policy handled twice");
+            }
+        }
+    }
+
+    #[test]
+    fn decisions_are_total(
+        version in "[0-9]{0,3}|\\PC{0,5}",
+        default in "[0-9]{0,3}|\\PC{0,5}",
+        restrictive in any::<bool>(),
+        exists in any::<bool>(),
+        keep in any::<bool>(),
+    ) {
+        let flagged = PolicyVersionRef { policy_name: "WS_AUDIT_x".into(), version_id: version };
+        let state = PolicyState { default_version_id: default, default_is_restrictive: restrictive };
+        let config = Config { keep_replaced_version: keep, ..Config::default() };
+        let _ = decide(&flagged, exists.then_some(&state), &config);
+    }
+
+    #[test]
+    fn version_choices_never_pick_the_default(versions in versions(), created in "[0-9]{0,3}|x") {
+        if let Some(v) = oldest_non_default(&versions) {
+            prop_assert!(!v.is_default);
+        }
+        prop_assert!(duplicate_candidates(&versions, &created).all(|v| !v.is_default));
+        let _ = others_created_since(&created, versions.iter().map(|v| v.version_id.as_str()));
+    }
+}
+
+#[test]
+fn deep_nesting_is_rejected_not_a_stack_overflow() {
+    for open in ["[", "{\"a\":"] {
+        let text = open.repeat(100_000);
+        assert!(matches!(
+            classify_message(&text),
+            Err(RejectReason::NotJson(_))
+        ));
+    }
+    let event = sns_event(vec![Value::String("[".repeat(1_000_000))]);
+    assert!(classify_event(&event)[0].message.is_err());
+}
+
+#[test]
+fn huge_strings_are_handled() {
+    let name = "WS_AUDIT_".to_owned() + &"é".repeat(500_000);
+    let message =
+        json!({"taskId": name, "taskStatus": "COMPLETED", "auditDetails": []}).to_string();
+    assert!(classify_message(&message).is_ok());
+    let f = Finding {
+        finding_id: None,
+        resource_type: Some("IOT_POLICY".into()),
+        policy: Some(PolicyVersionRef {
+            policy_name: name,
+            version_id: "1".repeat(10_000),
+        }),
+        is_suppressed: false,
+    };
+    assert!(matches!(
+        Screener::new("WS_AUDIT_").screen(&f),
+        Screen::InScope(_)
+    ));
+}
