@@ -18,4 +18,6 @@ fi
 echo "== through the Lambda runtime (cargo lambda watch + invoke)"
 scripts/demo.sh --check
 echo "== cargo test"
+# The property tests over hostile input run this many cases each (a bounded fuzz run).
+export PROPTEST_CASES=${PROPTEST_CASES:-4096}
 cargo test
