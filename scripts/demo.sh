@@ -37,7 +37,7 @@ echo "== building and starting the function under cargo lambda watch"
 cargo build --quiet
 port=$(free_port)
 AWS_ENDPOINT_URL="$url" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
-  TARGET_POLICY_PREFIX=WS_AUDIT_ RUST_LOG=info \
+  TARGET_POLICY_PREFIX=WS_AUDIT_ RUST_LOG=${RUST_LOG:-info} \
   setsid cargo lambda watch --invoke-port "$port" >"$work/watch.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 150); do

@@ -23,7 +23,7 @@ use crate::report::{
 /// The invocation fails after everything else is done when part of the work could not be
 /// completed, so that Lambda's asynchronous retry (and then the on-failure destination) takes
 /// over. Retrying is safe: a second run skips what is already remediated.
-#[derive(Debug, Error)]
+#[derive(Error)]
 #[error(
     "{failed} in-scope policies could not be remediated, {deferred} were deferred at the deadline and \
      {listing_errors} finding lists could not be read to the end; {remediated} remediated in this run. \
@@ -52,14 +52,23 @@ impl Cutoff {
         Self(Some(instant))
     }
 
-    /// `margin` before the invocation's deadline (epoch milliseconds, as Lambda gives it).
+    /// `margin` before the invocation's deadline (epoch milliseconds, as Lambda gives it), but
+    /// never more than half the time the invocation has: a function configured with a short
+    /// timeout still gets to work. A deadline already past when the invocation starts cannot
+    /// come from Lambda (`cargo lambda watch` sends its timeout, 600000, instead of a time): it
+    /// is ignored, and Lambda's own timeout stays the limit.
     pub fn before_deadline(deadline_epoch_ms: u64, margin: Duration) -> Self {
         let deadline = UNIX_EPOCH + Duration::from_millis(deadline_epoch_ms);
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .saturating_sub(margin);
-        Self(Some(Instant::now() + left))
+        match deadline.duration_since(SystemTime::now()) {
+            Ok(left) => Self(Some(Instant::now() + left - margin.min(left / 2))),
+            Err(_) => {
+                tracing::warn!(
+                    deadline_ms = deadline_epoch_ms,
+                    "the invocation's deadline is in the past; ignoring it"
+                );
+                Self::NONE
+            }
+        }
     }
 
     pub fn passed(&self) -> bool {
@@ -283,11 +292,72 @@ fn push_joined(report: &mut AuditReport, joined: Result<FindingReport, tokio::ta
     }
 }
 
+/// Counts only: the runtime logs the error with `{:?}`, and the report can be megabytes (every
+/// decision in it is logged on its own line already).
+impl std::fmt::Debug for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incomplete")
+            .field("failed", &self.failed)
+            .field("deferred", &self.deferred)
+            .field("listing_errors", &self.listing_errors)
+            .field("remediated", &self.remediated)
+            .finish_non_exhaustive()
+    }
+}
+
 impl From<Incomplete> for lambda_runtime::Diagnostic {
     fn from(e: Incomplete) -> Self {
         Self {
             error_type: "RemediationIncomplete".into(),
             error_message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_ms(from_now: Duration) -> u64 {
+        (SystemTime::now() + from_now)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    fn remaining(cutoff: Cutoff) -> Duration {
+        cutoff.0.unwrap().saturating_duration_since(Instant::now())
+    }
+
+    #[test]
+    fn the_margin_is_taken_off_the_deadline() {
+        let cutoff =
+            Cutoff::before_deadline(in_ms(Duration::from_secs(900)), Duration::from_secs(30));
+        let left = remaining(cutoff);
+        assert!(
+            left > Duration::from_secs(869) && left <= Duration::from_secs(870),
+            "{left:?}"
+        );
+        assert!(!cutoff.passed());
+    }
+
+    #[test]
+    fn a_short_invocation_keeps_half_its_time() {
+        let cutoff =
+            Cutoff::before_deadline(in_ms(Duration::from_secs(20)), Duration::from_secs(30));
+        let left = remaining(cutoff);
+        assert!(
+            left > Duration::from_secs(9) && left <= Duration::from_secs(10),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_that_cannot_be_one_is_ignored() {
+        assert_eq!(
+            Cutoff::before_deadline(600_000, Duration::from_secs(30)),
+            Cutoff::NONE
+        );
+        assert!(!Cutoff::NONE.passed());
     }
 }

@@ -30,6 +30,7 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let remediator = Arc::clone(&remediator);
+        tracing::debug!(deadline_ms = event.context.deadline, "invocation");
         let cutoff =
             Cutoff::before_deadline(event.context.deadline, remediator.config().deadline_margin);
         async move { handle_event(&remediator, &event.payload, cutoff).await }
