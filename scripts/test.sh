@@ -20,4 +20,4 @@ scripts/demo.sh --check
 echo "== cargo test"
 # The property tests over hostile input run this many cases each (a bounded fuzz run).
 export PROPTEST_CASES=${PROPTEST_CASES:-4096}
-cargo test
+cargo test --lib --bins --tests   # every test target; not the benchmark, and the crate has no doctests
