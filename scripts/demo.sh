@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 check=""
 [ "${1:-}" = "--check" ] && check="--check"
 
-scripts/setup.sh
+scripts/setup.sh demo
 export PATH="$PWD/.venv/bin:$PATH"
 work=$(mktemp -d)
 pids=()

@@ -3,7 +3,9 @@
 #   .venv      moto server and cargo-lambda (requirements/emulator.txt)
 #   .venv-sam  aws-sam-cli and cfn-lint (requirements/sam.txt), kept apart because
 #              aws-sam-cli's pins can clash with moto's
-# Usage: scripts/setup.sh
+#   cargo-deny (cargo install, pinned)
+# Usage: scripts/setup.sh          everything (the test suite)
+#        scripts/setup.sh demo     only .venv (the demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +27,11 @@ install_venv() {
 }
 
 install_venv .venv requirements/emulator.txt
+[ "${1:-}" = demo ] && exit 0
 install_venv .venv-sam requirements/sam.txt
+
+# cargo-deny for the supply-chain checks (a crates.io build, about 4.5 min the first time).
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION"
+fi

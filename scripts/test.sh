@@ -9,6 +9,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+echo "== cargo deny (bans, licenses, sources; advisories need GitHub, see deny.toml)"
+cargo deny --log-level error check bans licenses sources
 echo "== emulator self-test"
 .venv/bin/python -m unittest emulator/test_iot_emulator.py
 if [ -x scripts/lint-template.sh ]; then
