@@ -2,6 +2,8 @@
 //! name, so a misconfigured function fails its init instead of running with a silent default.
 
 use std::num::NonZeroUsize;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -90,34 +92,25 @@ impl Config {
             lookup("KEEP_REPLACED_VERSION"),
             defaults.keep_replaced_version,
         )?;
-        let max_concurrency = match lookup("MAX_CONCURRENCY") {
-            None => defaults.max_concurrency,
-            Some(v) => v
-                .trim()
-                .parse::<NonZeroUsize>()
-                .ok()
-                .filter(|n| n.get() <= MAX_MAX_CONCURRENCY)
-                .ok_or(ConfigError::BadConcurrency(v))?,
-        };
-        let deadline_margin = match lookup("DEADLINE_MARGIN_SECONDS") {
-            None => defaults.deadline_margin,
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= MAX_DEADLINE_MARGIN_SECONDS)
-                .map(Duration::from_secs)
-                .ok_or(ConfigError::BadDeadlineMargin(v))?,
-        };
-        let api_calls_per_second = match lookup("API_CALLS_PER_SECOND") {
-            None => defaults.api_calls_per_second,
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n <= MAX_API_CALLS_PER_SECOND)
-                .ok_or(ConfigError::BadApiRate(v))?,
-        };
+        let max_concurrency = parse_in_range(
+            lookup("MAX_CONCURRENCY"),
+            defaults.max_concurrency.get(),
+            1..=MAX_MAX_CONCURRENCY,
+            ConfigError::BadConcurrency,
+        )?;
+        let max_concurrency = NonZeroUsize::new(max_concurrency).unwrap_or(NonZeroUsize::MIN);
+        let deadline_margin = Duration::from_secs(parse_in_range(
+            lookup("DEADLINE_MARGIN_SECONDS"),
+            defaults.deadline_margin.as_secs(),
+            0..=MAX_DEADLINE_MARGIN_SECONDS,
+            ConfigError::BadDeadlineMargin,
+        )?);
+        let api_calls_per_second = parse_in_range(
+            lookup("API_CALLS_PER_SECOND"),
+            defaults.api_calls_per_second,
+            0..=MAX_API_CALLS_PER_SECOND,
+            ConfigError::BadApiRate,
+        )?;
         Ok(Self {
             target_policy_prefix,
             dry_run,
@@ -132,6 +125,22 @@ impl Config {
 /// Policy names match `[\w+=,.@-]+`.
 fn is_policy_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
+/// A whole number within `range`, or `default` when the variable is unset.
+fn parse_in_range<T: FromStr + PartialOrd>(
+    value: Option<String>,
+    default: T,
+    range: RangeInclusive<T>,
+    error: fn(String) -> ConfigError,
+) -> Result<T, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(error(value)),
+    }
 }
 
 fn parse_bool(

@@ -95,6 +95,23 @@ fn permissive_policies() -> Rule {
     })
 }
 
+/// A `ListPolicyVersions` answer: (id, is default, createDate in seconds).
+fn versions_output(versions: &[(&str, bool, Option<i64>)]) -> ListPolicyVersionsOutput {
+    let versions = versions
+        .iter()
+        .map(|(id, default, secs)| {
+            PolicyVersion::builder()
+                .version_id(*id)
+                .is_default_version(*default)
+                .set_create_date(secs.map(DateTime::from_secs))
+                .build()
+        })
+        .collect();
+    ListPolicyVersionsOutput::builder()
+        .set_policy_versions(Some(versions))
+        .build()
+}
+
 fn create_ok(version: &'static str) -> Rule {
     mock!(Client::create_policy_version).then_output(move || {
         CreatePolicyVersionOutput::builder()
@@ -220,22 +237,15 @@ async fn pages_are_followed_through_an_empty_middle_page() {
 async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
     let list = single_page(vec![finding("WS_AUDIT_full", "1")]);
     let get = permissive_policies();
-    // Version 1 is the default, permissive and the oldest; 2..5 are older restrictive attempts.
+    // Version 1 is the default, permissive and the oldest; 2..5 are newer non-default versions.
     let versions = mock!(Client::list_policy_versions).then_output(|| {
-        let v = |id: &str, default: bool, secs: i64| {
-            PolicyVersion::builder()
-                .version_id(id)
-                .is_default_version(default)
-                .create_date(DateTime::from_secs(secs))
-                .build()
-        };
-        ListPolicyVersionsOutput::builder()
-            .policy_versions(v("4", false, 400))
-            .policy_versions(v("1", true, 100))
-            .policy_versions(v("5", false, 500))
-            .policy_versions(v("3", false, 300))
-            .policy_versions(v("2", false, 200))
-            .build()
+        versions_output(&[
+            ("4", false, Some(400)),
+            ("1", true, Some(100)),
+            ("5", false, Some(500)),
+            ("3", false, Some(300)),
+            ("2", false, Some(200)),
+        ])
     });
     let create = mock!(Client::create_policy_version)
         .sequence()
@@ -277,23 +287,8 @@ async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
 async fn a_second_version_limit_error_is_a_reported_failure() {
     let list = single_page(vec![finding("WS_AUDIT_raced", "1")]);
     let get = permissive_policies();
-    let versions = mock!(Client::list_policy_versions).then_output(|| {
-        ListPolicyVersionsOutput::builder()
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("1")
-                    .is_default_version(true)
-                    .build(),
-            )
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("2")
-                    .is_default_version(false)
-                    .create_date(DateTime::from_secs(1))
-                    .build(),
-            )
-            .build()
-    });
+    let versions = mock!(Client::list_policy_versions)
+        .then_output(|| versions_output(&[("1", true, None), ("2", false, Some(1))]));
     let create = mock!(Client::create_policy_version).then_error(|| {
         CreatePolicyVersionError::VersionsLimitExceededException(
             VersionsLimitExceededException::builder()
@@ -470,22 +465,8 @@ async fn a_concurrent_runs_duplicate_restrictive_version_is_tidied() {
             _ => MockResponse::Output(DeletePolicyVersionOutput::builder().build()),
         }
     });
-    let versions = mock!(Client::list_policy_versions).then_output(|| {
-        ListPolicyVersionsOutput::builder()
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("2")
-                    .is_default_version(false)
-                    .build(),
-            )
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("3")
-                    .is_default_version(true)
-                    .build(),
-            )
-            .build()
-    });
+    let versions = mock!(Client::list_policy_versions)
+        .then_output(|| versions_output(&[("2", false, None), ("3", true, None)]));
     let get_version = mock!(Client::get_policy_version)
         .match_requests(|req| req.policy_version_id() == Some("2"))
         .then_output(|| {
@@ -542,18 +523,7 @@ async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_
     // The interrupted run left version 1 behind, non-default.
     let versions = mock!(Client::list_policy_versions)
         .match_requests(|req| req.policy_name() == Some("WS_AUDIT_done"))
-        .then_output(|| {
-            let v = |id: &str, default: bool| {
-                PolicyVersion::builder()
-                    .version_id(id)
-                    .is_default_version(default)
-                    .build()
-            };
-            ListPolicyVersionsOutput::builder()
-                .policy_versions(v("1", false))
-                .policy_versions(v("2", true))
-                .build()
-        });
+        .then_output(|| versions_output(&[("1", false, None), ("2", true, None)]));
     let create = create_ok("9");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
@@ -591,22 +561,8 @@ async fn keep_replaced_version_keeps_it_with_no_extra_call() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let versions = mock!(Client::list_policy_versions).then_output(|| {
-        ListPolicyVersionsOutput::builder()
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("1")
-                    .is_default_version(false)
-                    .build(),
-            )
-            .policy_versions(
-                PolicyVersion::builder()
-                    .version_id("2")
-                    .is_default_version(true)
-                    .build(),
-            )
-            .build()
-    });
+    let versions = mock!(Client::list_policy_versions)
+        .then_output(|| versions_output(&[("1", false, None), ("2", true, None)]));
     let get_version =
         mock!(Client::get_policy_version).then_output(|| GetPolicyVersionOutput::builder().build());
     let config = Config {
