@@ -132,7 +132,7 @@ impl Remediator {
                         Deleted::AlreadyGone => others_created = true,
                         Deleted::InUse => {
                             return Err(IotError::unexpected(
-                                "DeletePolicyVersion",
+                                Operation::DeletePolicyVersion.name(),
                                 format!("the replaced version {replaced} is the default again: another writer changed the policy"),
                             ))
                         }
@@ -152,7 +152,7 @@ impl Remediator {
     /// `GetPolicy`; `None` when the policy does not exist. Returns the state and the default
     /// document as IoT sent it.
     async fn get_policy(&self, name: &str) -> Result<Option<(PolicyState, String)>, IotError> {
-        const OP: &str = "GetPolicy";
+        const OP: &str = Operation::GetPolicy.name();
         self.pacer.wait(Operation::GetPolicy).await;
         let out = match self.client.get_policy().policy_name(name).send().await {
             Ok(out) => out,
@@ -199,7 +199,7 @@ impl Remediator {
                 let versions = self.list_versions(name).await?;
                 let oldest = oldest_non_default(&versions).ok_or_else(|| {
                     IotError::unexpected(
-                        "ListPolicyVersions",
+                        Operation::ListPolicyVersions.name(),
                         "at the version limit but no non-default version to delete",
                     )
                 })?;
@@ -209,7 +209,7 @@ impl Remediator {
                     Deleted::AlreadyGone => {}
                     Deleted::InUse => {
                         return Err(IotError::unexpected(
-                            "DeletePolicyVersion",
+                            Operation::DeletePolicyVersion.name(),
                             format!("version {oldest} became the default while freeing a slot"),
                         ))
                     }
@@ -224,7 +224,7 @@ impl Remediator {
     }
 
     async fn create_version(&self, name: &str) -> Result<String, IotError> {
-        const OP: &str = "CreatePolicyVersion";
+        const OP: &str = Operation::CreatePolicyVersion.name();
         self.pacer.wait(Operation::CreatePolicyVersion).await;
         let out = self
             .client
@@ -252,7 +252,7 @@ impl Remediator {
         match result {
             Ok(_) => Ok(Deleted::Yes),
             Err(e) => {
-                let e = IotError::from_sdk("DeletePolicyVersion", e);
+                let e = IotError::from_sdk(Operation::DeletePolicyVersion.name(), e);
                 match e.kind {
                     IotErrorKind::NotFound => Ok(Deleted::AlreadyGone),
                     IotErrorKind::InUse => Ok(Deleted::InUse),
@@ -270,7 +270,7 @@ impl Remediator {
             .policy_name(name)
             .send()
             .await
-            .map_err(|e| IotError::from_sdk("ListPolicyVersions", e))?;
+            .map_err(|e| IotError::from_sdk(Operation::ListPolicyVersions.name(), e))?;
         Ok(out
             .policy_versions()
             .iter()
@@ -307,7 +307,7 @@ impl Remediator {
                 .await
             {
                 Ok(out) => out,
-                Err(e) => match IotError::from_sdk("GetPolicyVersion", e) {
+                Err(e) => match IotError::from_sdk(Operation::GetPolicyVersion.name(), e) {
                     e if e.kind == IotErrorKind::NotFound => continue,
                     e => return Err(e),
                 },

@@ -85,7 +85,7 @@ pub fn pages<'a>(
             .set_next_token(token)
             .send()
             .await
-            .map_err(|e| IotError::from_sdk("ListAuditFindings", e))?;
+            .map_err(|e| IotError::from_sdk(Operation::ListAuditFindings.name(), e))?;
         let next = out
             .next_token()
             .filter(|t| !t.is_empty())

@@ -32,7 +32,7 @@ impl Operation {
     ];
 
     /// The API's name for it (the IAM action without `iot:`).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Operation::ListAuditFindings => "ListAuditFindings",
             Operation::GetPolicy => "GetPolicy",
