@@ -197,6 +197,19 @@ impl Remediator {
             }
             Err(e) if e.kind == IotErrorKind::VersionsLimit => {
                 let versions = self.list_versions(name).await?;
+                // The version this run replaces must still be the default. If it is not, the
+                // policy changed since `GetPolicy` (a concurrent run, or a timed-out create that
+                // IoT applied after all) and the oldest version may be the one to keep: free no
+                // slot, and let Lambda's retry decide again from a fresh read.
+                if !versions
+                    .iter()
+                    .any(|v| v.version_id == replaced && v.is_default)
+                {
+                    return Err(IotError::unexpected(
+                        Operation::ListPolicyVersions.name(),
+                        format!("at the version limit and version {replaced} is no longer the default: the policy changed during remediation"),
+                    ));
+                }
                 let oldest = oldest_non_default(&versions).ok_or_else(|| {
                     IotError::unexpected(
                         Operation::ListPolicyVersions.name(),

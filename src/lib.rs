@@ -28,8 +28,11 @@ pub mod restrictive;
 
 use std::time::Duration;
 
-use aws_sdk_iot::config::retry::{RetryConfig, RetryPartition, TokenBucket};
+use aws_sdk_iot::config::retry::{
+    ClassifyRetry, RetryAction, RetryConfig, RetryPartition, TokenBucket,
+};
 use aws_sdk_iot::config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 
 /// Every IoT API operation the function calls, as IAM action names. The SAM template's role
 /// and `policies/remediator-iam-policy.json` grant exactly these; a test keeps the three in step
@@ -54,6 +57,24 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One IoT call, all its attempts and backoff included, gives up after this.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// HTTP 429 without an error code (how some emulators and proxies throttle) is throttling too;
+/// the SDK's own classifiers retry only codes they recognise and 500/502/503/504.
+#[derive(Debug)]
+struct TooManyRequests;
+
+impl ClassifyRetry for TooManyRequests {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP 429 is throttling"
+    }
+}
+
 /// The IoT client as the function uses it (see [`with_call_policy`]).
 pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
     aws_sdk_iot::Client::from_conf(with_call_policy(sdk_config.into()).build())
@@ -74,6 +95,7 @@ pub fn with_call_policy(builder: aws_sdk_iot::config::Builder) -> aws_sdk_iot::c
                 .with_max_attempts(MAX_ATTEMPTS)
                 .with_max_backoff(MAX_BACKOFF),
         )
+        .retry_classifier(TooManyRequests)
         .retry_partition(
             RetryPartition::custom("iot-audit-remediator")
                 .token_bucket(TokenBucket::builder().throttling_retry_cost(0).build())

@@ -652,3 +652,71 @@ fn test_config() -> Config {
         ..Config::default()
     }
 }
+
+#[tokio::test]
+async fn at_the_limit_a_changed_default_frees_no_slot() {
+    // A timed-out create was applied after all: version 6 is the default now, and the replaced
+    // version 1 is the oldest non-default one. It must not be deleted to make room.
+    let list = single_page(vec![finding("WS_AUDIT_moved", "1")]);
+    let get = permissive_policies();
+    let versions = mock!(Client::list_policy_versions).then_output(|| {
+        versions_output(&[
+            ("1", false, Some(1)),
+            ("3", false, Some(3)),
+            ("4", false, Some(4)),
+            ("5", false, Some(5)),
+            ("6", true, Some(6)),
+        ])
+    });
+    let create = mock!(Client::create_policy_version).then_error(|| {
+        CreatePolicyVersionError::VersionsLimitExceededException(
+            VersionsLimitExceededException::builder()
+                .meta(meta("VersionsLimitExceededException"))
+                .build(),
+        )
+    });
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let config = Config {
+        keep_replaced_version: true,
+        ..test_config()
+    };
+    let err = run(client(&[&list, &get, &versions, &create, &delete]), config)
+        .await
+        .unwrap_err();
+    assert_eq!(delete.num_calls(), 0);
+    assert_eq!(create.num_calls(), 1);
+    let f = &by_policy(&err.report)["WS_AUDIT_moved"];
+    assert_eq!(f["outcome"], "failed");
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer the default"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn a_bare_http_429_is_retried_as_throttling() {
+    // Some emulators answer throttling with 429 and no error code (SPEC §5).
+    let list = single_page(vec![finding("WS_AUDIT_429", "1")]);
+    let get = mock!(Client::get_policy)
+        .sequence()
+        .http_status(429, None)
+        .output(|| {
+            GetPolicyOutput::builder()
+                .default_version_id("1")
+                .policy_document(PERMISSIVE)
+                .build()
+        })
+        .build();
+    let create = create_ok("2");
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let report = run(client(&[&list, &get, &create, &delete]), test_config())
+        .await
+        .unwrap();
+    assert_eq!(get.num_calls(), 2);
+    assert_eq!(report.totals.remediated, 1);
+}
