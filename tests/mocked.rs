@@ -112,6 +112,15 @@ fn versions_output(versions: &[(&str, bool, Option<i64>)]) -> ListPolicyVersions
         .build()
 }
 
+/// IoT's answer to a sixth version.
+fn versions_limit() -> CreatePolicyVersionError {
+    CreatePolicyVersionError::VersionsLimitExceededException(
+        VersionsLimitExceededException::builder()
+            .meta(meta("VersionsLimitExceededException"))
+            .build(),
+    )
+}
+
 fn create_ok(version: &'static str) -> Rule {
     mock!(Client::create_policy_version).then_output(move || {
         CreatePolicyVersionOutput::builder()
@@ -249,13 +258,7 @@ async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
     });
     let create = mock!(Client::create_policy_version)
         .sequence()
-        .error(|| {
-            CreatePolicyVersionError::VersionsLimitExceededException(
-                VersionsLimitExceededException::builder()
-                    .meta(meta("VersionsLimitExceededException"))
-                    .build(),
-            )
-        })
+        .error(versions_limit)
         .output(|| {
             CreatePolicyVersionOutput::builder()
                 .policy_version_id("6")
@@ -289,13 +292,7 @@ async fn a_second_version_limit_error_is_a_reported_failure() {
     let get = permissive_policies();
     let versions = mock!(Client::list_policy_versions)
         .then_output(|| versions_output(&[("1", true, None), ("2", false, Some(1))]));
-    let create = mock!(Client::create_policy_version).then_error(|| {
-        CreatePolicyVersionError::VersionsLimitExceededException(
-            VersionsLimitExceededException::builder()
-                .meta(meta("VersionsLimitExceededException"))
-                .build(),
-        )
-    });
+    let create = mock!(Client::create_policy_version).then_error(versions_limit);
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
     let err = run(
@@ -668,13 +665,7 @@ async fn at_the_limit_a_changed_default_frees_no_slot() {
             ("6", true, Some(6)),
         ])
     });
-    let create = mock!(Client::create_policy_version).then_error(|| {
-        CreatePolicyVersionError::VersionsLimitExceededException(
-            VersionsLimitExceededException::builder()
-                .meta(meta("VersionsLimitExceededException"))
-                .build(),
-        )
-    });
+    let create = mock!(Client::create_policy_version).then_error(versions_limit);
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
     let config = Config {
