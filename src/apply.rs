@@ -3,6 +3,7 @@
 use aws_sdk_iot::Client;
 
 use crate::config::Config;
+use crate::fanout::Enqueuer;
 use crate::findings::PolicyVersionRef;
 use crate::iot_error::{IotError, IotErrorKind};
 use crate::pace::{Operation, Pacer};
@@ -30,16 +31,34 @@ pub struct Remediator {
     config: Config,
     policy: RestrictivePolicy,
     pacer: Pacer,
+    enqueuer: Option<Enqueuer>,
 }
 
 impl Remediator {
     pub fn new(client: Client, config: Config, policy: RestrictivePolicy) -> Self {
         Self {
-            pacer: Pacer::new(config.api_calls_per_second),
+            pacer: Pacer::new(config.pace()),
             client,
             config,
             policy,
+            enqueuer: None,
         }
+    }
+
+    /// Gives the SQS client for the fan-out queue of the configuration (`FANOUT_QUEUE_URL`);
+    /// without a queue configured there is nothing to send to, and nothing changes.
+    pub fn with_queue(mut self, sqs: aws_sdk_sqs::Client) -> Self {
+        self.enqueuer = self
+            .config
+            .fanout
+            .as_ref()
+            .map(|f| Enqueuer::new(sqs, f.queue_url.clone()));
+        self
+    }
+
+    /// The fan-out queue, when audits are fanned out.
+    pub fn enqueuer(&self) -> Option<&Enqueuer> {
+        self.enqueuer.as_ref()
     }
 
     /// Shared by every call of the invocation, listing included.

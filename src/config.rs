@@ -20,6 +20,9 @@ pub const DEFAULT_API_CALLS_PER_SECOND: u32 = 10;
 pub const MAX_API_CALLS_PER_SECOND: u32 = 10_000;
 /// Far above what the account's API quota can use; a larger value is a typo, not a wish.
 pub const MAX_MAX_CONCURRENCY: usize = 64;
+/// The event source mapping's `MaximumConcurrency` range (Lambda allows 2 to 1000).
+pub const FANOUT_WORKERS_RANGE: RangeInclusive<u32> = 2..=1000;
+pub const DEFAULT_FANOUT_WORKERS: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -33,8 +36,23 @@ pub struct Config {
     pub max_concurrency: NonZeroUsize,
     /// Stop starting policies this long before the invocation's deadline.
     pub deadline_margin: Duration,
-    /// Calls per second sent per IoT operation (the account's quota); 0 = unpaced.
+    /// Calls per second per IoT operation that the whole function may send (the account's
+    /// quota); 0 = unpaced. With fan-out, each process gets its share (see [`Config::pace`]).
     pub api_calls_per_second: u32,
+    /// Fan large audits out through an SQS queue instead of remediating inline.
+    pub fanout: Option<FanoutConfig>,
+}
+
+/// Where and how audits are fanned out (`FANOUT_*` variables).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FanoutConfig {
+    /// The queue remediation jobs are sent to.
+    pub queue_url: String,
+    /// Audits whose check reports at most this many non-compliant resources stay inline;
+    /// 0 = fan out every audit.
+    pub inline_max_findings: u64,
+    /// The event source mapping's maximum concurrency: how many workers share the quota.
+    pub workers: u32,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -53,6 +71,12 @@ pub enum ConfigError {
     BadDeadlineMargin(String),
     #[error("API_CALLS_PER_SECOND={0:?} is not a whole number from 0 (unpaced) to {MAX_API_CALLS_PER_SECOND}")]
     BadApiRate(String),
+    #[error("FANOUT_QUEUE_URL={0:?} is not an http(s) URL of an SQS queue")]
+    BadQueueUrl(String),
+    #[error("FANOUT_INLINE_MAX_FINDINGS={0:?} is not a whole number (0 = fan out every audit)")]
+    BadInlineMax(String),
+    #[error("FANOUT_WORKERS={0:?} is not a whole number from 2 to 1000 (the event source mapping's maximum concurrency)")]
+    BadWorkers(String),
 }
 
 impl Default for Config {
@@ -65,6 +89,7 @@ impl Default for Config {
                 .unwrap_or(NonZeroUsize::MIN),
             deadline_margin: Duration::from_secs(DEFAULT_DEADLINE_MARGIN_SECONDS),
             api_calls_per_second: DEFAULT_API_CALLS_PER_SECOND,
+            fanout: None,
         }
     }
 }
@@ -118,8 +143,54 @@ impl Config {
             max_concurrency,
             deadline_margin,
             api_calls_per_second,
+            fanout: fanout_from_lookup(&lookup)?,
         })
     }
+
+    /// This process's share of the quota, per operation: with fan-out, up to
+    /// `FANOUT_WORKERS` processes call IoT at once, each at `1 / workers` of the quota, so
+    /// together they stay at it. `None` = unpaced.
+    pub fn pace(&self) -> Option<Duration> {
+        let workers = self.fanout.as_ref().map_or(1, |f| f.workers);
+        (self.api_calls_per_second > 0)
+            .then(|| Duration::from_secs(u64::from(workers)) / self.api_calls_per_second)
+    }
+}
+
+/// Fan-out is on when `FANOUT_QUEUE_URL` is set and not empty (an empty value is how a
+/// template switches it off); the other `FANOUT_*` variables are checked either way.
+fn fanout_from_lookup(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<FanoutConfig>, ConfigError> {
+    let inline_max_findings = parse_in_range(
+        lookup("FANOUT_INLINE_MAX_FINDINGS"),
+        0,
+        0..=u64::MAX,
+        ConfigError::BadInlineMax,
+    )?;
+    let workers = parse_in_range(
+        lookup("FANOUT_WORKERS"),
+        DEFAULT_FANOUT_WORKERS,
+        FANOUT_WORKERS_RANGE,
+        ConfigError::BadWorkers,
+    )?;
+    let queue_url = match lookup("FANOUT_QUEUE_URL") {
+        None => return Ok(None),
+        Some(url) if url.trim().is_empty() => return Ok(None),
+        Some(url) => url.trim().to_owned(),
+    };
+    let has_host = queue_url
+        .strip_prefix("https://")
+        .or_else(|| queue_url.strip_prefix("http://"))
+        .is_some_and(|rest| rest.split('/').next().is_some_and(|host| !host.is_empty()));
+    if !has_host || queue_url.chars().any(char::is_whitespace) {
+        return Err(ConfigError::BadQueueUrl(queue_url));
+    }
+    Ok(Some(FanoutConfig {
+        queue_url,
+        inline_max_findings,
+        workers,
+    }))
 }
 
 /// Policy names match `[\w+=,.@-]+`.
@@ -198,6 +269,52 @@ mod tests {
         assert_eq!(c.max_concurrency.get(), 1);
         assert_eq!(c.deadline_margin, Duration::ZERO);
         assert_eq!(c.api_calls_per_second, 0);
+        assert_eq!(c.pace(), None);
+        assert_eq!(c.fanout, None);
+    }
+
+    #[test]
+    fn fan_out_is_on_only_with_a_queue_url() {
+        const URL: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs";
+        assert_eq!(config(&[("FANOUT_QUEUE_URL", " ")]).unwrap().fanout, None);
+        assert_eq!(config(&[("FANOUT_WORKERS", "5")]).unwrap().fanout, None);
+        let c = config(&[("FANOUT_QUEUE_URL", URL)]).unwrap();
+        assert_eq!(
+            c.fanout,
+            Some(FanoutConfig {
+                queue_url: URL.into(),
+                inline_max_findings: 0,
+                workers: DEFAULT_FANOUT_WORKERS,
+            })
+        );
+        let c = config(&[
+            (
+                "FANOUT_QUEUE_URL",
+                "http://127.0.0.1:5000/123456789012/jobs",
+            ),
+            ("FANOUT_INLINE_MAX_FINDINGS", "100"),
+            ("FANOUT_WORKERS", "4"),
+        ])
+        .unwrap();
+        let fanout = c.fanout.unwrap();
+        assert_eq!((fanout.inline_max_findings, fanout.workers), (100, 4));
+    }
+
+    #[test]
+    fn the_quota_is_shared_among_fan_out_workers() {
+        let mut c = Config::default();
+        assert_eq!(c.pace(), Some(Duration::from_millis(100)));
+        c.fanout = Some(FanoutConfig {
+            queue_url: "https://q".into(),
+            inline_max_findings: 0,
+            workers: 4,
+        });
+        // 4 workers at 2.5 calls/s each: 10/s together.
+        assert_eq!(c.pace(), Some(Duration::from_millis(400)));
+        c.api_calls_per_second = 3;
+        assert_eq!(c.pace(), Some(Duration::from_secs(4) / 3));
+        c.api_calls_per_second = 0;
+        assert_eq!(c.pace(), None);
     }
 
     #[test]
@@ -231,6 +348,16 @@ mod tests {
                 err.to_string().contains("DEADLINE_MARGIN_SECONDS"),
                 "{bad}: {err}"
             );
+        }
+        for (name, bad) in [
+            ("FANOUT_QUEUE_URL", "sqs/queue"),
+            ("FANOUT_QUEUE_URL", "https:///x"),
+            ("FANOUT_INLINE_MAX_FINDINGS", "-1"),
+            ("FANOUT_WORKERS", "1"),
+            ("FANOUT_WORKERS", "1001"),
+        ] {
+            let err = config(&[(name, bad)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{bad}: {err}");
         }
         assert_eq!(
             config(&[("MAX_CONCURRENCY", "64")])

@@ -6,19 +6,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{FutureExt, StreamExt};
+use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::apply::Remediator;
-use crate::findings;
+use crate::fanout::{self, Enqueuer};
+use crate::findings::{self, PolicyVersionRef};
+use crate::job::Job;
 use crate::message::{classify_event, AuditMessage, Message, TaskStatus};
-use crate::plan::{Screen, Screener};
+use crate::plan::{route, Route, Screen, Screener};
 use crate::report::{
-    AuditReport, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
+    AuditReport, CheckHandling, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
     RecordSkipReason, Report,
 };
+use crate::worker::{handle_jobs, is_sqs_event, JobsReport};
 
 /// The invocation fails after everything else is done when part of the work could not be
 /// completed, so that Lambda's asynchronous retry (and then the on-failure destination) takes
@@ -76,7 +80,52 @@ impl Cutoff {
     }
 }
 
-/// Handles one Lambda event. Bad records are reported as rejected and never fail the invocation.
+/// What an invocation returns: the audit report for an SNS event, the partial batch response
+/// (with counts) for a batch of fan-out jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Audit(Report),
+    Jobs(JobsReport),
+}
+
+/// Why an invocation fails as a whole.
+#[derive(Debug, Error)]
+pub enum InvocationError {
+    #[error(transparent)]
+    Incomplete(#[from] Incomplete),
+    /// Lambda delivers every message of the batch again; the jobs already done cost a read.
+    #[error(
+        "{0} SQS records have no messageId and cannot be named in batchItemFailures; the whole \
+         batch fails so that none is lost"
+    )]
+    UnnamedRecords(usize),
+}
+
+/// Handles one Lambda event of either kind: SNS (the audit) or SQS (fan-out jobs).
+pub async fn handle(
+    remediator: &Arc<Remediator>,
+    event: &Value,
+    cutoff: Cutoff,
+) -> Result<Response, InvocationError> {
+    if !is_sqs_event(event) {
+        return Ok(Response::Audit(
+            handle_event(remediator, event, cutoff).await?,
+        ));
+    }
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let report = handle_jobs(remediator, records, cutoff).await;
+    if report.unnamed > 0 {
+        return Err(InvocationError::UnnamedRecords(report.unnamed));
+    }
+    Ok(Response::Jobs(report))
+}
+
+/// Handles one SNS event. Bad records are reported as rejected and never fail the invocation.
 pub async fn handle_event(
     remediator: &Arc<Remediator>,
     event: &Value,
@@ -136,7 +185,7 @@ pub async fn handle_event(
 }
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive
-/// check and works on them; other checks are only reported.
+/// check and works on them (or sends them to the fan-out queue); other checks are only reported.
 pub async fn handle_audit(
     remediator: &Arc<Remediator>,
     audit: &AuditMessage,
@@ -146,15 +195,30 @@ pub async fn handle_audit(
     for detail in &audit.audit_details {
         let mut check = CheckReport::new(detail);
         if detail.is_remediable() {
-            match handle_check(
+            let inline_max = remediator
+                .enqueuer()
+                .and(remediator.config().fanout.as_ref())
+                .map(|f| f.inline_max_findings);
+            let sink = match (
+                route(detail.non_compliant_resources_count, inline_max),
+                remediator.enqueuer(),
+            ) {
+                (Route::FanOut, Some(enqueuer)) => {
+                    check.handling = CheckHandling::FindingsEnqueued;
+                    Sink::Queue {
+                        enqueuer,
+                        buffer: Vec::new(),
+                    }
+                }
+                _ => Sink::Inline(Pool::new(remediator)),
+            };
+            let ctx = CheckContext {
                 remediator,
-                &audit.task_id,
-                &detail.check_name,
+                task_id: &audit.task_id,
+                check_name: &detail.check_name,
                 cutoff,
-                &mut report,
-            )
-            .await
-            {
+            };
+            match handle_check(&ctx, sink, &mut report).await {
                 ListingEnd::Complete => {}
                 ListingEnd::Deferred => {
                     tracing::warn!(task_id = %audit.task_id, check = %detail.check_name,
@@ -182,24 +246,99 @@ enum ListingEnd {
     Failed(crate::iot_error::IotError),
 }
 
-/// Streams the findings of one check into a pool of at most `MAX_CONCURRENCY` policies at once.
-/// A page is fetched only when a worker slot is free, so memory stays flat on large audits.
-/// Findings seen before a listing error or the cutoff are still handled (or deferred).
-async fn handle_check(
-    remediator: &Arc<Remediator>,
-    task_id: &str,
-    check_name: &str,
+struct CheckContext<'a> {
+    remediator: &'a Arc<Remediator>,
+    task_id: &'a str,
+    check_name: &'a str,
     cutoff: Cutoff,
+}
+
+/// Where in-scope findings go.
+enum Sink<'a> {
+    /// Remediated in this invocation.
+    Inline(Pool<()>),
+    /// Sent to the fan-out queue, [`fanout::BATCH_SIZE`] jobs per call.
+    Queue {
+        enqueuer: &'a Enqueuer,
+        buffer: Vec<Job>,
+    },
+}
+
+impl Sink<'_> {
+    /// Takes one in-scope finding; returns the reports of whatever finished meanwhile.
+    async fn take(
+        &mut self,
+        ctx: &CheckContext<'_>,
+        finding_id: Option<String>,
+        target: PolicyVersionRef,
+        report: &mut AuditReport,
+    ) {
+        match self {
+            Sink::Inline(pool) => {
+                if let Some(((), deferred)) = pool
+                    .start(ctx.remediator, (), finding_id, target, ctx.cutoff)
+                    .await
+                {
+                    report.push(deferred);
+                }
+                pool.finished(|joined| push_joined(report, joined));
+            }
+            Sink::Queue { enqueuer, buffer } => {
+                buffer.push(Job {
+                    task_id: Some(ctx.task_id.to_owned()),
+                    finding_id,
+                    policy: target,
+                });
+                if buffer.len() == fanout::BATCH_SIZE {
+                    send_jobs(enqueuer, std::mem::take(buffer), report).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for what is in flight, or sends what is buffered.
+    async fn finish(self, report: &mut AuditReport) {
+        match self {
+            Sink::Inline(mut pool) => pool.rest(|joined| push_joined(report, joined)).await,
+            Sink::Queue { enqueuer, buffer } => {
+                if !buffer.is_empty() {
+                    send_jobs(enqueuer, buffer, report).await;
+                }
+            }
+        }
+    }
+}
+
+async fn send_jobs(enqueuer: &Enqueuer, jobs: Vec<Job>, report: &mut AuditReport) {
+    let results = enqueuer.send(&jobs).await;
+    for (job, result) in jobs.into_iter().zip(results) {
+        let outcome = match result {
+            Ok(()) => Outcome::Enqueued,
+            Err(error) => Outcome::Failed { error },
+        };
+        report.push(FindingReport::new(
+            job.finding_id,
+            Some(&job.policy),
+            outcome,
+        ));
+    }
+}
+
+/// Streams the findings of one check into `sink`. A page is fetched only when the sink has
+/// taken the previous one (inline: when a worker slot is free), so memory stays flat on large
+/// audits. Findings seen before a listing error or the cutoff are still handled (or deferred).
+async fn handle_check(
+    ctx: &CheckContext<'_>,
+    mut sink: Sink<'_>,
     report: &mut AuditReport,
 ) -> ListingEnd {
-    let slots = Arc::new(Semaphore::new(remediator.config().max_concurrency.get()));
-    let mut workers = JoinSet::new();
+    let remediator = ctx.remediator;
     let mut screener = Screener::new(remediator.config().target_policy_prefix.clone());
     let mut pages = pin!(findings::pages(
         remediator.client(),
         remediator.pacer(),
-        task_id,
-        check_name
+        ctx.task_id,
+        ctx.check_name
     ));
     let mut listing = ListingEnd::Complete;
     loop {
@@ -212,56 +351,87 @@ async fn handle_check(
             }
         };
         for finding in page.findings {
-            let target = match screener.screen(&finding) {
-                Screen::Skip(reason) => {
-                    report.push(FindingReport::new(
-                        finding.finding_id,
-                        finding.policy.as_ref(),
-                        Outcome::Skipped { reason },
-                    ));
-                    continue;
-                }
-                Screen::InScope(target) => target,
-            };
-            // The semaphore is never closed, so acquiring only waits for a free slot.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            // Checked after the wait for a slot, which can be long.
-            if cutoff.passed() {
-                report.push(FindingReport::new(
+            match screener.screen(&finding) {
+                Screen::Skip(reason) => report.push(FindingReport::new(
                     finding.finding_id,
-                    Some(&target),
-                    Outcome::Deferred,
-                ));
-                continue;
-            }
-            let remediator = Arc::clone(remediator);
-            workers.spawn(async move {
-                let report = remediate_guarded(&remediator, finding.finding_id, &target).await;
-                drop(slot);
-                report
-            });
-            while let Some(done) = workers.try_join_next() {
-                push_joined(report, done);
+                    finding.policy.as_ref(),
+                    Outcome::Skipped { reason },
+                )),
+                Screen::InScope(target) => sink.take(ctx, finding.finding_id, target, report).await,
             }
         }
-        if page.more && cutoff.passed() {
+        if page.more && ctx.cutoff.passed() {
             listing = ListingEnd::Deferred;
             break;
         }
     }
-    while let Some(done) = workers.join_next().await {
-        push_joined(report, done);
-    }
+    sink.finish(report).await;
     listing
+}
+
+/// At most `MAX_CONCURRENCY` policies worked on at once, each in its own task so that a panic
+/// costs one policy. `T` tags each result with what the caller needs to file it under.
+pub(crate) struct Pool<T> {
+    slots: Arc<Semaphore>,
+    workers: JoinSet<(T, FindingReport)>,
+}
+
+pub(crate) type Joined<T> = Result<(T, FindingReport), tokio::task::JoinError>;
+
+impl<T: Send + 'static> Pool<T> {
+    pub(crate) fn new(remediator: &Remediator) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(remediator.config().max_concurrency.get())),
+            workers: JoinSet::new(),
+        }
+    }
+
+    /// Waits for a free slot and starts remediating `target`. Past the cutoff it starts
+    /// nothing and hands the finding back as deferred instead.
+    pub(crate) async fn start(
+        &mut self,
+        remediator: &Arc<Remediator>,
+        tag: T,
+        finding_id: Option<String>,
+        target: PolicyVersionRef,
+        cutoff: Cutoff,
+    ) -> Option<(T, FindingReport)> {
+        // The semaphore is never closed, so acquiring only waits for a free slot.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        // Checked after the wait for a slot, which can be long.
+        if cutoff.passed() || slot.is_none() {
+            let deferred = FindingReport::new(finding_id, Some(&target), Outcome::Deferred);
+            return Some((tag, deferred));
+        }
+        let remediator = Arc::clone(remediator);
+        self.workers.spawn(async move {
+            let report = remediate_guarded(&remediator, finding_id, &target).await;
+            drop(slot);
+            (tag, report)
+        });
+        None
+    }
+
+    /// Hands over the results that are ready, without waiting.
+    pub(crate) fn finished(&mut self, mut each: impl FnMut(Joined<T>)) {
+        while let Some(done) = self.workers.try_join_next() {
+            each(done);
+        }
+    }
+
+    /// Waits for every started policy and hands over its result.
+    pub(crate) async fn rest(&mut self, mut each: impl FnMut(Joined<T>)) {
+        while let Some(done) = self.workers.join_next().await {
+            each(done);
+        }
+    }
 }
 
 /// A bug must cost one policy, not the invocation: a panic becomes that policy's failure.
 async fn remediate_guarded(
     remediator: &Remediator,
     finding_id: Option<String>,
-    target: &crate::findings::PolicyVersionRef,
+    target: &PolicyVersionRef,
 ) -> FindingReport {
     match AssertUnwindSafe(remediator.remediate(finding_id.clone(), target))
         .catch_unwind()
@@ -278,9 +448,9 @@ async fn remediate_guarded(
     }
 }
 
-fn push_joined(report: &mut AuditReport, joined: Result<FindingReport, tokio::task::JoinError>) {
+fn push_joined(report: &mut AuditReport, joined: Joined<()>) {
     match joined {
-        Ok(finding) => report.push(finding),
+        Ok(((), finding)) => report.push(finding),
         // Only cancellation is left here (panics are caught in the task), and nothing cancels.
         Err(e) => report.push(FindingReport::new(
             None,
@@ -305,10 +475,14 @@ impl std::fmt::Debug for Incomplete {
     }
 }
 
-impl From<Incomplete> for lambda_runtime::Diagnostic {
-    fn from(e: Incomplete) -> Self {
+impl From<InvocationError> for lambda_runtime::Diagnostic {
+    fn from(e: InvocationError) -> Self {
+        let error_type = match &e {
+            InvocationError::Incomplete(_) => "RemediationIncomplete",
+            InvocationError::UnnamedRecords(_) => "UnnamedSqsRecords",
+        };
         Self {
-            error_type: "RemediationIncomplete".into(),
+            error_type: error_type.into(),
             error_message: e.to_string(),
         }
     }

@@ -7,7 +7,9 @@
 //! - [`plan`]: pure decisions for one finding and one policy;
 //! - [`apply`]: the IoT calls that carry a decision out;
 //! - [`report`]: what the invocation returns and logs;
-//! - [`handler`]: the invocation, tying the above together.
+//! - [`handler`]: the invocation, tying the above together;
+//! - [`job`], [`fanout`] and [`worker`]: large audits fanned out through an SQS queue, one job
+//!   per policy, and the batches of jobs the queue delivers.
 
 // A panic in a Lambda loses the invocation's work: library code handles every case instead.
 #![cfg_attr(
@@ -17,14 +19,17 @@
 
 pub mod apply;
 pub mod config;
+pub mod fanout;
 pub mod findings;
 pub mod handler;
 pub mod iot_error;
+pub mod job;
 pub mod message;
 pub mod pace;
 pub mod plan;
 pub mod report;
 pub mod restrictive;
+pub mod worker;
 
 use std::time::Duration;
 
@@ -101,11 +106,22 @@ pub fn with_call_policy(builder: aws_sdk_iot::config::Builder) -> aws_sdk_iot::c
                 .token_bucket(TokenBucket::builder().throttling_retry_cost(0).build())
                 .build(),
         )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+        .timeout_config(timeouts())
+}
+
+/// The SQS client for the fan-out queue: the SDK's standard retries (SQS's quotas are far
+/// above what one audit sends), and the same timeouts as IoT calls.
+pub fn sqs_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::config::Builder::from(sdk_config)
+        .timeout_config(timeouts())
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
 }

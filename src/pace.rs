@@ -59,10 +59,11 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// `calls_per_second` per operation; 0 means no pacing.
-    pub fn new(calls_per_second: u32) -> Self {
+    /// At most one call per operation every `interval` ([`crate::config::Config::pace`]);
+    /// `None` means no pacing.
+    pub fn new(interval: Option<Duration>) -> Self {
         Self {
-            interval: (calls_per_second > 0).then(|| Duration::from_secs(1) / calls_per_second),
+            interval,
             next: Default::default(),
         }
     }
@@ -107,7 +108,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn calls_of_one_operation_are_spaced_at_the_rate() {
-        let pacer = Pacer::new(10);
+        let pacer = Pacer::new(Some(Duration::from_millis(100)));
         let start = Instant::now();
         for _ in 0..5 {
             pacer.wait(Operation::GetPolicy).await;
@@ -122,7 +123,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_the_schedule() {
-        let pacer = std::sync::Arc::new(Pacer::new(100));
+        let pacer = std::sync::Arc::new(Pacer::new(Some(Duration::from_millis(10))));
         let start = Instant::now();
         let tasks: Vec<_> = (0..20)
             .map(|_| {
@@ -138,7 +139,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_operation_does_not_bank_a_burst() {
-        let pacer = Pacer::new(10);
+        let pacer = Pacer::new(Some(Duration::from_millis(100)));
         pacer.wait(Operation::GetPolicy).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let start = Instant::now();
@@ -148,8 +149,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn zero_means_unpaced() {
-        let pacer = Pacer::new(0);
+    async fn none_means_unpaced() {
+        let pacer = Pacer::new(None);
         let start = Instant::now();
         for _ in 0..100 {
             pacer.wait(Operation::GetPolicy).await;

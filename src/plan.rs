@@ -136,6 +136,26 @@ pub fn decide(
     }
 }
 
+/// Where the in-scope findings of a check are worked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// In this invocation.
+    Inline,
+    /// One job per policy on the fan-out queue.
+    FanOut,
+}
+
+/// Fan out unless fan-out is off (`inline_max` is `None`) or the audit says the check has at
+/// most `inline_max` non-compliant resources. An audit that does not say is fanned out: its
+/// size is unknown, and a queue handles any size.
+pub fn route(non_compliant: Option<u64>, inline_max: Option<u64>) -> Route {
+    match (inline_max, non_compliant) {
+        (None, _) => Route::Inline,
+        (Some(max), Some(n)) if n <= max => Route::Inline,
+        (Some(_), _) => Route::FanOut,
+    }
+}
+
 /// One entry of `ListPolicyVersions`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersionInfo {
@@ -206,6 +226,17 @@ fn same_version(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_by_fan_out_setting_and_audit_size() {
+        assert_eq!(route(Some(50_000), None), Route::Inline);
+        assert_eq!(route(None, None), Route::Inline);
+        assert_eq!(route(Some(1), Some(0)), Route::FanOut);
+        assert_eq!(route(Some(0), Some(0)), Route::Inline);
+        assert_eq!(route(Some(100), Some(100)), Route::Inline);
+        assert_eq!(route(Some(101), Some(100)), Route::FanOut);
+        assert_eq!(route(None, Some(100)), Route::FanOut);
+    }
 
     fn finding(name: &str, version: &str) -> Finding {
         Finding {

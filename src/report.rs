@@ -22,6 +22,16 @@ pub enum Outcome {
     },
     /// Not started: the invocation's deadline was near. Lambda's retry picks it up.
     Deferred,
+    /// Sent to the fan-out queue as a job: a worker invocation remediates it.
+    Enqueued,
+}
+
+impl Outcome {
+    /// Work that a retry could still complete: a fan-out job with this outcome goes back to
+    /// the queue.
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, Outcome::Failed { .. } | Outcome::Deferred)
+    }
 }
 
 /// One finding and what was done about it. Version ids say exactly which versions were
@@ -117,7 +127,15 @@ impl FindingReport {
                 policy,
                 flagged_version = flagged,
                 outcome = "deferred",
-                "deadline near: policy not started; Lambda's retry will handle it"
+                "deadline near: policy not started; a retry will handle it"
+            ),
+            Outcome::Enqueued => tracing::info!(
+                task_id,
+                finding,
+                policy,
+                flagged_version = flagged,
+                outcome = "enqueued",
+                "job sent to the fan-out queue"
             ),
             Outcome::Failed { error } => tracing::error!(
                 task_id, finding, policy, flagged_version = flagged, new_version = new,
@@ -138,6 +156,7 @@ pub struct Totals {
     pub skipped: usize,
     pub failed: usize,
     pub deferred: usize,
+    pub enqueued: usize,
     pub skipped_by_reason: BTreeMap<SkipReason, usize>,
     /// Finding lists that could not be read to the end, by error or deadline (the invocation
     /// fails for them).
@@ -145,7 +164,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn count(&mut self, outcome: &Outcome) {
+    pub fn count(&mut self, outcome: &Outcome) {
         self.findings += 1;
         match outcome {
             Outcome::Remediated => self.remediated += 1,
@@ -156,6 +175,7 @@ impl Totals {
             }
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Deferred => self.deferred += 1,
+            Outcome::Enqueued => self.enqueued += 1,
         }
     }
 
@@ -166,6 +186,7 @@ impl Totals {
         self.skipped += other.skipped;
         self.failed += other.failed;
         self.deferred += other.deferred;
+        self.enqueued += other.enqueued;
         self.listing_errors += other.listing_errors;
         for (reason, n) in &other.skipped_by_reason {
             *self.skipped_by_reason.entry(*reason).or_default() += n;
@@ -184,6 +205,8 @@ impl Totals {
 pub enum CheckHandling {
     /// The overly permissive check, non-compliant: its findings were listed and handled.
     FindingsHandled,
+    /// As `FindingsHandled`, with the in-scope ones sent to the fan-out queue as jobs.
+    FindingsEnqueued,
     /// Compliant: nothing to do.
     Compliant,
     /// The check did not complete (failed, canceled, in progress...): no findings to list.
@@ -348,7 +371,8 @@ impl Report {
                 tracing::info!(
                     message_id = id, task_id = %audit.task_id, findings = t.findings,
                     remediated = t.remediated, would_remediate = t.would_remediate,
-                    skipped = t.skipped, failed = t.failed, deferred = t.deferred, listing_errors = t.listing_errors,
+                    skipped = t.skipped, failed = t.failed, deferred = t.deferred, enqueued = t.enqueued,
+                    listing_errors = t.listing_errors,
                     "audit record done"
                 );
             }
