@@ -319,3 +319,247 @@ pub fn test_config() -> Config {
         ..Config::default()
     }
 }
+
+// --- The fan-out queue: moto's SQS behind the same endpoint --------------------------------
+
+impl Emulator {
+    /// The real SQS client pointed at the emulator (moto serves SQS on the same port).
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::new()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    /// A remediator that fans out to `queue_url` (one per simulated Lambda process).
+    pub fn fanout_remediator(&self, config: Config) -> Arc<Remediator> {
+        Arc::new(
+            Remediator::new(self.client(), config, RestrictivePolicy::builtin().unwrap())
+                .with_queue(self.sqs()),
+        )
+    }
+}
+
+/// A job queue with a dead-letter queue, as `template.yaml` makes them: after `max_receives`
+/// deliveries a message moves to the dead-letter queue.
+pub struct Queues {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+}
+
+pub async fn create_queues(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receives: u32,
+    visibility_secs: u32,
+) -> Queues {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let arn_of = |url: String| async move {
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(A::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        (url, out.attributes().unwrap()[&A::QueueArn].clone())
+    };
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap();
+    let (dlq_url, dlq_arn) = arn_of(dlq.queue_url().unwrap().to_owned()).await;
+    let queue = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(A::VisibilityTimeout, visibility_secs.to_string())
+        .attributes(
+            A::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (url, arn) = arn_of(queue.queue_url().unwrap().to_owned()).await;
+    Queues { url, arn, dlq_url }
+}
+
+/// Messages in a queue: (visible, in flight).
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes().unwrap();
+    let n = |a: A| attrs.get(&a).map_or(0, |v| v.parse().unwrap());
+    (
+        n(A::ApproximateNumberOfMessages),
+        n(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Every body in a queue, received until it is empty (and deleted).
+pub async fn drain_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            return bodies;
+        }
+        for m in out.messages() {
+            bodies.push(m.body().unwrap_or_default().to_owned());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// An SQS event as Lambda's event source mapping builds it from received messages.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// What a drive of the queue saw.
+#[derive(Debug, Default)]
+pub struct Drive {
+    pub invocations: usize,
+    pub messages: usize,
+    /// Messages the handler named in `batchItemFailures`.
+    pub returned: usize,
+}
+
+/// Drains the job queue the way Lambda's event source mapping does, with one poller per
+/// remediator (each a Lambda process with its own pacer) working at once: receive up to
+/// `batch_size` messages, invoke the handler, delete what it did not name in
+/// `batchItemFailures`. Named messages come back after the visibility timeout. Ends when the
+/// queue has nothing visible and nothing in flight.
+pub async fn drive_queue(
+    sqs: &aws_sdk_sqs::Client,
+    queues: &Queues,
+    workers: Vec<Arc<Remediator>>,
+    batch_size: i32,
+) -> Drive {
+    use iot_audit_remediator::handler::{handle, Cutoff, Response};
+    let pollers = workers.into_iter().map(|remediator| async move {
+        let mut drive = Drive::default();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&queues.url)
+                .max_number_of_messages(batch_size)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages();
+            if messages.is_empty() {
+                if queue_depth(sqs, &queues.url).await == (0, 0) {
+                    return drive;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            drive.invocations += 1;
+            drive.messages += messages.len();
+            let event = sqs_event(messages, &queues.arn);
+            let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
+                Ok(Response::Jobs(report)) => report
+                    .response
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.clone())
+                    .collect(),
+                other => panic!("an SQS batch must get a partial batch response: {other:?}"),
+            };
+            drive.returned += failures.len();
+            let done: Vec<_> = messages
+                .iter()
+                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                .enumerate()
+                .map(|(i, m)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            if !done.is_empty() {
+                let out = sqs
+                    .delete_message_batch()
+                    .queue_url(&queues.url)
+                    .set_entries(Some(done))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(out.failed().is_empty(), "{:?}", out.failed());
+            }
+        }
+    });
+    let drives = futures::future::join_all(pollers).await;
+    drives.into_iter().fold(Drive::default(), |mut all, d| {
+        all.invocations += d.invocations;
+        all.messages += d.messages;
+        all.returned += d.returned;
+        all
+    })
+}
+
+/// The configuration of a fanning-out function whose queue is `url`.
+pub fn fanout_config(url: &str, workers: u32) -> Config {
+    Config {
+        fanout: Some(iot_audit_remediator::config::FanoutConfig {
+            queue_url: url.to_owned(),
+            inline_max_findings: 0,
+            workers,
+        }),
+        ..test_config()
+    }
+}

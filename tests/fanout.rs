@@ -1,0 +1,298 @@
+//! Fan-out end to end: the SNS path enqueues through the real SQS SDK client into moto's SQS
+//! (same local endpoint as IoT), then the SQS path is driven with received batches, the way
+//! Lambda's event source mapping does it, by several workers at once.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use iot_audit_remediator::handler::{handle, Cutoff, InvocationError, Response};
+use iot_audit_remediator::job::Job;
+use serde_json::{json, Value};
+
+/// `n` permissive in-scope policies with one finding each, plus findings the SNS path must
+/// screen out: out of scope, suppressed, a second finding for one policy.
+async fn seed_audit(emu: &Emulator, n: usize) {
+    let iot = emu.client();
+    for i in 0..n {
+        create_policy(&iot, &format!("WS_AUDIT_F{i:05}"), PERMISSIVE).await;
+    }
+    create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
+    create_policy(&iot, "WS_AUDIT_Suppressed", PERMISSIVE).await;
+    emu.generate_findings(TASK, "WS_AUDIT_F", n);
+    let mut suppressed = finding(TASK, "WS_AUDIT_Suppressed", "1");
+    suppressed["isSuppressed"] = json!(true);
+    let mut again = finding(TASK, "WS_AUDIT_F00000", "1");
+    again["findingId"] = json!("a-second-finding");
+    emu.seed_findings(vec![
+        finding(TASK, "DeviceFleetPolicy", "1"),
+        suppressed,
+        again,
+    ]);
+}
+
+async fn enqueue(emu: &Emulator, url: &str) -> Value {
+    let remediator = emu.fanout_remediator(fanout_config(url, 3));
+    let response = handle(
+        &remediator,
+        &load_event("audit-non-compliant.json"),
+        Cutoff::NONE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the SNS invocation failed: {e}"));
+    serde_json::to_value(response).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_is_fanned_out_and_every_policy_remediated_once() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    let sqs = emu.sqs();
+    let n = 45;
+    seed_audit(&emu, n).await;
+    let queues = create_queues(&sqs, "jobs", 3, 2).await;
+    emu.clear_requests();
+
+    let report = enqueue(&emu, &queues.url).await;
+    assert_eq!(report["totals"]["enqueued"], n);
+    assert_eq!(report["totals"]["remediated"], 0);
+    let reasons = &report["totals"]["skippedByReason"];
+    assert_eq!(reasons["out_of_scope"], 1);
+    assert!(
+        reasons["suppressed"].is_null(),
+        "suppressed findings are not even listed"
+    );
+    assert_eq!(reasons["duplicate_finding"], 1);
+    assert_eq!(
+        report["records"][0]["checks"][0]["handling"],
+        "findings_enqueued"
+    );
+    assert!(
+        emu.writes().is_empty(),
+        "the SNS path writes nothing to IoT"
+    );
+    assert_eq!(emu.count("GetPolicy"), 0, "nor reads a policy");
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (n as u64, 0));
+
+    let workers = (0..3)
+        .map(|_| emu.fanout_remediator(fanout_config(&queues.url, 3)))
+        .collect();
+    let drive = drive_queue(&sqs, &queues, workers, 10).await;
+    assert_eq!(drive.messages, n, "each job delivered once: {drive:?}");
+    assert_eq!(drive.returned, 0);
+
+    let writes = emu.writes();
+    for i in 0..n {
+        let name = format!("WS_AUDIT_F{i:05}");
+        assert_remediated(&iot, &name, false).await;
+        let creates = writes
+            .iter()
+            .filter(|w| **w == format!("CreatePolicyVersion {name}"))
+            .count();
+        assert_eq!(creates, 1, "{name} remediated exactly once");
+    }
+    for untouched in ["DeviceFleetPolicy", "WS_AUDIT_Suppressed"] {
+        assert_eq!(versions(&iot, untouched).await.len(), 1);
+        assert_eq!(default_document(&iot, untouched).await, permissive());
+    }
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+    assert!(drain_bodies(&sqs, &queues.dlq_url).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_jobs_come_back_and_poison_jobs_reach_the_dead_letter_queue() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    let sqs = emu.sqs();
+    let n = 20;
+    seed_audit(&emu, n).await;
+    let queues = create_queues(&sqs, "jobs", 3, 1).await;
+    enqueue(&emu, &queues.url).await;
+    let poison = ["not json", r#"{"taskId": "t", "policyVersionId": "1"}"#];
+    for body in poison {
+        sqs.send_message()
+            .queue_url(&queues.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Most calls fail with a 500 even after the SDK's retries: those jobs must come back.
+    emu.faults(json!({"operations": {"GetPolicy": {"error_rate": 0.9}}}));
+    let workers = (0..2)
+        .map(|_| emu.fanout_remediator(fanout_config(&queues.url, 2)))
+        .collect();
+    let drive = drive_queue(&sqs, &queues, workers, 5).await;
+    assert!(
+        drive.returned > 0,
+        "the faults made some jobs fail: {drive:?}"
+    );
+    emu.faults(json!({}));
+
+    // Nothing is lost: what is not done is in the dead-letter queue, poison included. As an
+    // operator would, send the real jobs back once the faults are gone.
+    let (jobs, poisoned): (Vec<String>, Vec<String>) = drain_bodies(&sqs, &queues.dlq_url)
+        .await
+        .into_iter()
+        .partition(|body| Job::parse(Some(body)).is_ok());
+    assert_eq!(
+        poisoned.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(poison)
+    );
+    for body in jobs {
+        sqs.send_message()
+            .queue_url(&queues.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let workers = vec![emu.fanout_remediator(fanout_config(&queues.url, 2))];
+    let redrive = drive_queue(&sqs, &queues, workers, 10).await;
+    assert_eq!(redrive.returned, 0);
+    for i in 0..n {
+        assert_remediated(&iot, &format!("WS_AUDIT_F{i:05}"), false).await;
+    }
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+}
+
+fn record(id: &str, body: &str) -> Value {
+    json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs",
+        "awsRegion": "us-east-1"})
+}
+
+fn job(policy: &str, version: &str) -> String {
+    json!({"taskId": TASK, "findingId": format!("f-{policy}"), "policyName": policy, "policyVersionId": version})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    create_policy(&iot, "WS_AUDIT_Good", PERMISSIVE).await;
+    create_policy(&iot, "WS_AUDIT_Done", PERMISSIVE).await;
+    create_policy(&iot, "WS_AUDIT_Broken", PERMISSIVE).await;
+    create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
+    let remediator = emu.remediator(test_config());
+    let event = json!({"Records": [record("m0", &job("WS_AUDIT_Done", "1"))]});
+    handle(&remediator, &event, Cutoff::NONE).await.unwrap();
+    assert_remediated(&iot, "WS_AUDIT_Done", false).await;
+    emu.clear_requests();
+
+    let event = json!({"Records": [
+        record("m1", &job("WS_AUDIT_Good", "1")),
+        record("m2", &job("WS_AUDIT_Done", "1")),
+        record("m3", &job("DeviceFleetPolicy", "1")),
+        record("m4", "{\"policyName\": 1}"),
+        record("m5", &job("WS_AUDIT_Gone", "1")),
+        record("m6", &job("WS_AUDIT_Good", "1")),
+        record("m7", &job("WS_AUDIT_Broken", "9")),
+    ]});
+    let response = handle(&remediator, &event, Cutoff::NONE).await.unwrap();
+    let Response::Jobs(report) = &response else {
+        panic!("{response:?}")
+    };
+    let v = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        v["batchItemFailures"],
+        json!([{"itemIdentifier": "m4"}]),
+        "only the body that is not a job: done, skipped, stale and duplicate jobs are all done"
+    );
+    assert_eq!((report.jobs, report.rejected), (7, 1));
+    let t = &report.totals;
+    assert_eq!(t.remediated, 1);
+    assert_eq!(t.skipped, 5, "{t:?}");
+    assert_remediated(&iot, "WS_AUDIT_Good", false).await;
+    assert_eq!(
+        emu.writes(),
+        [
+            "CreatePolicyVersion WS_AUDIT_Good",
+            "DeletePolicyVersion WS_AUDIT_Good"
+        ],
+        "the out-of-scope job reads nothing and writes nothing"
+    );
+    assert_eq!(
+        default_document(&iot, "DeviceFleetPolicy").await,
+        permissive()
+    );
+
+    // A job whose IoT calls fail is named; the others in the batch are done.
+    emu.faults(json!({"operations": {"CreatePolicyVersion": {"error_rate": 1.0}}}));
+    let event = json!({"Records": [
+        record("m8", &job("WS_AUDIT_Broken", "1")),
+        record("m9", &job("WS_AUDIT_Done", "1")),
+    ]});
+    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m8"}]));
+    assert_eq!(v["totals"]["failed"], 1);
+    assert_eq!(versions(&iot, "WS_AUDIT_Broken").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_without_a_message_id_fails_the_whole_batch() {
+    let emu = Emulator::start();
+    let remediator = emu.remediator(test_config());
+    let mut unnamed = record("x", &job("WS_AUDIT_Gone", "1"));
+    unnamed.as_object_mut().unwrap().remove("messageId");
+    let event = json!({"Records": [record("m1", &job("WS_AUDIT_Gone", "1")), unnamed]});
+    let err = handle(&remediator, &event, Cutoff::NONE).await.unwrap_err();
+    assert!(matches!(err, InvocationError::UnnamedRecords(1)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_audit_stays_inline_below_the_threshold() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    let sqs = emu.sqs();
+    let queues = create_queues(&sqs, "jobs", 3, 2).await;
+    create_policy(&iot, "WS_AUDIT_PermissivePolicy", PERMISSIVE).await;
+    emu.seed_findings(vec![finding(TASK, "WS_AUDIT_PermissivePolicy", "1")]);
+    // The sample event says the check has 2 non-compliant resources.
+    let mut config = fanout_config(&queues.url, 2);
+    config.fanout.as_mut().unwrap().inline_max_findings = 2;
+    let remediator = emu.fanout_remediator(config);
+    let v = serde_json::to_value(
+        handle(
+            &remediator,
+            &load_event("audit-non-compliant.json"),
+            Cutoff::NONE,
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["totals"]["remediated"], 1);
+    assert_eq!(v["totals"]["enqueued"], 0);
+    assert_eq!(v["records"][0]["checks"][0]["handling"], "findings_handled");
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+    assert_remediated(&iot, "WS_AUDIT_PermissivePolicy", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_cannot_be_reached_fails_the_audit_invocation() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    create_policy(&iot, "WS_AUDIT_PermissivePolicy", PERMISSIVE).await;
+    emu.seed_findings(vec![finding(TASK, "WS_AUDIT_PermissivePolicy", "1")]);
+    let missing = format!("{}/123456789012/no-such-queue", emu.url);
+    let remediator = emu.fanout_remediator(fanout_config(&missing, 2));
+    let err = handle(
+        &remediator,
+        &load_event("audit-non-compliant.json"),
+        Cutoff::NONE,
+    )
+    .await
+    .unwrap_err();
+    let InvocationError::Incomplete(incomplete) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(incomplete.failed, 1);
+    let v = serde_json::to_value(&incomplete.report).unwrap();
+    let error = v["records"][0]["findings"][0]["error"].as_str().unwrap();
+    assert!(error.contains("SendMessageBatch"), "{error}");
+    assert!(emu.writes().is_empty());
+}
