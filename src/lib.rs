@@ -51,6 +51,11 @@ pub const IOT_ACTIONS: &[&str] = &[
     "iot:DeletePolicyVersion",
 ];
 
+/// The SQS actions the function's own calls need (fan-out only): `SendMessageBatch` is
+/// authorised as `sqs:SendMessage`. The template grants them on the job queue alone, besides
+/// what the event source mapping needs to deliver jobs.
+pub const SQS_ACTIONS: &[&str] = &["sqs:SendMessage"];
+
 /// Attempts per IoT call, first included. Throttling (expected when running at the account's
 /// API quota) and 5xx are retried with exponential backoff and jitter, capped at
 /// [`MAX_BACKOFF`]: a call gets about 25 s to get through a throttled burst. What still fails is

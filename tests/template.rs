@@ -13,10 +13,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use iot_audit_remediator::config::{
-    DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PREFIX, MAX_API_CALLS_PER_SECOND, MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
+    DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_FANOUT_WORKERS,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_PREFIX, FANOUT_WORKERS_RANGE, MAX_API_CALLS_PER_SECOND,
+    MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
 };
-use iot_audit_remediator::IOT_ACTIONS;
+use iot_audit_remediator::{IOT_ACTIONS, SQS_ACTIONS};
 use yaml_serde::Value;
 
 /// The only IoT action that cannot be scoped to a resource.
@@ -30,6 +31,16 @@ const LOGGING_ACTIONS: &[&str] = &[
     "logs:CreateLogStream",
     "logs:PutLogEvents",
 ];
+/// What Lambda's event source mapping needs from the function's role to deliver SQS messages.
+const SQS_POLLER_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+/// The only resource SQS actions may be granted on.
+const JOB_QUEUE_ARN: &str = "!GetAtt JobQueue.Arn";
+/// SDK operations of the SQS client, as IAM authorises them.
+const SQS_OPERATIONS: &[(&str, &str)] = &[("send_message_batch", "sqs:SendMessage")];
 /// The managed policy SAM attaches by default: exactly the three logging actions.
 const BASIC_EXECUTION_POLICY: &str = "AWSLambdaBasicExecutionRole";
 /// The environment the function reads, and the template parameter that feeds each.
@@ -40,6 +51,17 @@ const ENV_PARAMETERS: &[(&str, &str)] = &[
     ("MAX_CONCURRENCY", "MaxConcurrency"),
     ("DEADLINE_MARGIN_SECONDS", "DeadlineMarginSeconds"),
     ("API_CALLS_PER_SECOND", "ApiCallsPerSecond"),
+    ("FANOUT_WORKERS", "FanOutWorkers"),
+    ("FANOUT_INLINE_MAX_FINDINGS", "FanOutInlineMaxFindings"),
+];
+/// Set from the queue the stack creates, empty when fan-out is off.
+const QUEUE_URL_VARIABLE: &str = "FANOUT_QUEUE_URL";
+/// The fan-out resources, all under the `EnableFanOut` condition.
+const FAN_OUT_RESOURCES: &[&str] = &[
+    "JobQueue",
+    "JobDeadLetterQueue",
+    "JobEventSourceMapping",
+    "JobDeadLetterQueueAlarm",
 ];
 /// Methods of `aws_sdk_iot::Client` (or of a clone of it) that are not API operations.
 const NOT_OPERATIONS: &[&str] = &["clone", "config", "as_ref", "to_owned"];
@@ -113,6 +135,7 @@ fn resource_text(value: &Value) -> String {
     }
     match tagged(value) {
         Some((tag, Value::String(pattern))) if tag == "Sub" => format!("!Sub {pattern}"),
+        Some((tag, Value::String(attribute))) if tag == "GetAtt" => format!("!GetAtt {attribute}"),
         _ => match value.get("Fn::Sub").and_then(plain) {
             Some(s) => format!("!Sub {s}"),
             None => format!("{value:?}"),
@@ -146,8 +169,23 @@ fn grants(statements: &[&Value]) -> BTreeMap<String, BTreeSet<String>> {
     grants
 }
 
+/// The statements of a document; a conditional one (`!If [cond, statement, !Ref AWS::NoValue]`)
+/// counts as granted.
 fn statements(document: &Value) -> Vec<&Value> {
-    let statements = one_or_many(&document["Statement"]);
+    let statements: Vec<&Value> = one_or_many(&document["Statement"])
+        .into_iter()
+        .map(|statement| match tagged(statement) {
+            Some((tag, Value::Sequence(branches))) if tag == "If" => {
+                assert_eq!(branches.len(), 3, "{statement:?}");
+                assert!(
+                    matches!(tagged(&branches[2]), Some((t, v)) if t == "Ref" && v.as_str() == Some("AWS::NoValue")),
+                    "a conditional statement's else branch must be AWS::NoValue: {statement:?}"
+                );
+                &branches[1]
+            }
+            _ => statement,
+        })
+        .collect();
     assert!(
         !statements.is_empty(),
         "a policy document without statements: {document:?}"
@@ -254,6 +292,12 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
                 &BTreeSet::from([scoped.clone()]),
                 "{action} must be scoped to exactly {POLICY_ARN}"
             );
+        } else if action.starts_with("sqs:") {
+            assert_eq!(
+                resources,
+                &BTreeSet::from([JOB_QUEUE_ARN.to_owned()]),
+                "{action} must be granted on the job queue only"
+            );
         } else {
             assert!(
                 LOGGING_ACTIONS.contains(&action.as_str()),
@@ -261,6 +305,20 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
             );
         }
     }
+    let sqs_actions: BTreeSet<&str> = grants
+        .keys()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("sqs:"))
+        .collect();
+    let needed: BTreeSet<&str> = SQS_ACTIONS
+        .iter()
+        .chain(SQS_POLLER_ACTIONS)
+        .copied()
+        .collect();
+    assert_eq!(
+        sqs_actions, needed,
+        "the code's SQS calls and the mapping's polling"
+    );
 }
 
 #[test]
@@ -281,8 +339,26 @@ fn template_environment_matches_config() {
         in_template, read_by_config,
         "template variables vs. src/config.rs"
     );
-    let mapped: BTreeSet<String> = ENV_PARAMETERS.iter().map(|(v, _)| v.to_string()).collect();
+    let mapped: BTreeSet<String> = ENV_PARAMETERS
+        .iter()
+        .map(|(v, _)| v.to_string())
+        .chain([QUEUE_URL_VARIABLE.to_owned()])
+        .collect();
     assert_eq!(mapped, read_by_config, "update ENV_PARAMETERS in this test");
+    // `!If [EnableFanOut, !Ref JobQueue, ""]`: the queue's URL, or empty (inline only).
+    let queue_url = &props["Environment"]["Variables"][QUEUE_URL_VARIABLE];
+    let Some(("If", Value::Sequence(branches))) =
+        tagged(queue_url).as_ref().map(|(t, v)| (t.as_str(), *v))
+    else {
+        panic!(
+            "{QUEUE_URL_VARIABLE} must be !If [EnableFanOut, !Ref JobQueue, \"\"]: {queue_url:?}"
+        )
+    };
+    assert_eq!(branches[0].as_str(), Some("EnableFanOut"));
+    assert!(
+        matches!(tagged(&branches[1]), Some((t, v)) if t == "Ref" && v.as_str() == Some("JobQueue"))
+    );
+    assert_eq!(plain(&branches[2]), Some(""));
 
     for (variable, parameter) in ENV_PARAMETERS {
         let value = &props["Environment"]["Variables"][*variable];
@@ -338,6 +414,24 @@ fn template_environment_matches_config() {
     assert_eq!(
         scalar(&margin["MaxValue"]),
         Some(MAX_DEADLINE_MARGIN_SECONDS.to_string())
+    );
+
+    let workers = &params["FanOutWorkers"];
+    assert_eq!(
+        scalar(&workers["Default"]),
+        Some(DEFAULT_FANOUT_WORKERS.to_string())
+    );
+    assert_eq!(
+        scalar(&workers["MinValue"]),
+        Some(FANOUT_WORKERS_RANGE.start().to_string())
+    );
+    assert_eq!(
+        scalar(&workers["MaxValue"]),
+        Some(FANOUT_WORKERS_RANGE.end().to_string())
+    );
+    assert_eq!(
+        scalar(&params["FanOutInlineMaxFindings"]["MinValue"]).as_deref(),
+        Some("0")
     );
 
     let rate = &params["ApiCallsPerSecond"];
@@ -577,10 +671,13 @@ fn iot_actions_match_the_sdk_calls_in_src() {
         }
     }
     let found: BTreeSet<String> = calls.keys().cloned().collect();
+    let expected: BTreeSet<String> = expected_iot_actions()
+        .into_iter()
+        .chain(SQS_ACTIONS.iter().map(|a| a.to_string()))
+        .collect();
     assert_eq!(
-        found,
-        expected_iot_actions(),
-        "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS"
+        found, expected,
+        "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS and SQS_ACTIONS"
     );
 }
 
@@ -652,8 +749,11 @@ fn client_calls(source: &str) -> Vec<String> {
     calls
 }
 
-/// `get_policy_version` → `iot:GetPolicyVersion`.
+/// `get_policy_version` → `iot:GetPolicyVersion`; an SQS operation → its IAM action.
 fn iam_action(operation: &str) -> String {
+    if let Some((_, action)) = SQS_OPERATIONS.iter().find(|(op, _)| *op == operation) {
+        return action.to_string();
+    }
     let pascal: String = operation
         .split('_')
         .map(|word| {
@@ -665,4 +765,93 @@ fn iam_action(operation: &str) -> String {
         })
         .collect();
     format!("iot:{pascal}")
+}
+
+/// Fan-out: the job queue (encrypted, with a dead-letter queue after a bounded number of
+/// receives), the mapping that delivers its jobs with partial batch responses at a bounded
+/// concurrency (the same number the function divides the quota by), and an alarm on the
+/// dead-letter queue; all of it only with `FanOut=true`.
+#[test]
+fn template_fans_out_through_a_queue_when_asked() {
+    let template = template();
+    let resources = &template["Resources"];
+    let is_ref = |value: &Value, name: &str| matches!(tagged(value), Some((t, v)) if t == "Ref" && v.as_str() == Some(name));
+    let is_getatt = |value: &Value, attribute: &str| matches!(tagged(value), Some((t, v)) if t == "GetAtt" && v.as_str() == Some(attribute));
+    for name in FAN_OUT_RESOURCES {
+        assert_eq!(
+            resources[*name]["Condition"].as_str(),
+            Some("EnableFanOut"),
+            "{name} exists only with FanOut=true"
+        );
+    }
+    assert_eq!(
+        template["Conditions"]["EnableFanOut"],
+        yaml_serde::from_str::<Value>("!Equals [!Ref FanOut, \"true\"]").unwrap()
+    );
+
+    let queue = &resources["JobQueue"]["Properties"];
+    assert_eq!(queue["SqsManagedSseEnabled"].as_bool(), Some(true));
+    assert_eq!(
+        resources["JobDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"].as_bool(),
+        Some(true)
+    );
+    let redrive = &queue["RedrivePolicy"];
+    assert!(is_getatt(
+        &redrive["deadLetterTargetArn"],
+        "JobDeadLetterQueue.Arn"
+    ));
+    assert!(is_ref(&redrive["maxReceiveCount"], "FanOutMaxReceiveCount"));
+    let timeout: u64 = scalar(&function(&template)["Properties"]["Timeout"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let visibility: u64 = scalar(&queue["VisibilityTimeout"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        visibility >= 6 * timeout,
+        "Lambda's advice: visibility timeout at least six times the function's timeout"
+    );
+
+    let mapping = &resources["JobEventSourceMapping"];
+    assert_eq!(
+        mapping["Type"].as_str(),
+        Some("AWS::Lambda::EventSourceMapping")
+    );
+    let mapping = &mapping["Properties"];
+    assert!(is_getatt(&mapping["EventSourceArn"], "JobQueue.Arn"));
+    assert!(is_ref(&mapping["FunctionName"], "RemediatorFunction"));
+    assert_eq!(
+        one_or_many(&mapping["FunctionResponseTypes"])
+            .into_iter()
+            .filter_map(plain)
+            .collect::<Vec<_>>(),
+        ["ReportBatchItemFailures"]
+    );
+    assert!(is_ref(
+        &mapping["ScalingConfig"]["MaximumConcurrency"],
+        "FanOutWorkers"
+    ));
+    assert!(is_ref(
+        &function(&template)["Properties"]["Environment"]["Variables"]["FANOUT_WORKERS"],
+        "FanOutWorkers"
+    ));
+    assert!(is_ref(&mapping["BatchSize"], "FanOutBatchSize"));
+    assert_eq!(
+        scalar(&mapping["MaximumBatchingWindowInSeconds"]).as_deref(),
+        Some("1"),
+        "batches above 10 need a batching window"
+    );
+
+    let alarm = &resources["JobDeadLetterQueueAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"].as_str(), Some("AWS/SQS"));
+    assert_eq!(
+        alarm["MetricName"].as_str(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert!(is_getatt(
+        &alarm["Dimensions"][0]["Value"],
+        "JobDeadLetterQueue.QueueName"
+    ));
 }

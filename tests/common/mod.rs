@@ -476,7 +476,7 @@ pub struct Drive {
 }
 
 /// Drains the job queue the way Lambda's event source mapping does, with one poller per
-/// remediator (each a Lambda process with its own pacer) working at once: receive up to
+/// remediator (each a Lambda process with its own pacer) working at once: gather up to
 /// `batch_size` messages, invoke the handler, delete what it did not name in
 /// `batchItemFailures`. Named messages come back after the visibility timeout. Ends when the
 /// queue has nothing visible and nothing in flight.
@@ -484,23 +484,50 @@ pub async fn drive_queue(
     sqs: &aws_sdk_sqs::Client,
     queues: &Queues,
     workers: Vec<Arc<Remediator>>,
-    batch_size: i32,
+    batch_size: usize,
+) -> Drive {
+    let filling = std::sync::atomic::AtomicBool::new(false);
+    drive_queue_with(sqs, queues, workers, batch_size, Duration::ZERO, &filling).await
+}
+
+/// As [`drive_queue`], gathering a batch for up to `window` (the mapping's batching window;
+/// SQS hands out at most 10 messages per receive), and not ending while `filling` is set.
+pub async fn drive_queue_with(
+    sqs: &aws_sdk_sqs::Client,
+    queues: &Queues,
+    workers: Vec<Arc<Remediator>>,
+    batch_size: usize,
+    window: Duration,
+    filling: &std::sync::atomic::AtomicBool,
 ) -> Drive {
     use iot_audit_remediator::handler::{handle, Cutoff, Response};
+    use std::sync::atomic::Ordering;
     let pollers = workers.into_iter().map(|remediator| async move {
         let mut drive = Drive::default();
         loop {
-            let out = sqs
-                .receive_message()
-                .queue_url(&queues.url)
-                .max_number_of_messages(batch_size)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages();
+            let mut messages = Vec::new();
+            let opened = std::time::Instant::now();
+            loop {
+                let want = (batch_size - messages.len()).min(10) as i32;
+                let out = sqs
+                    .receive_message()
+                    .queue_url(&queues.url)
+                    .max_number_of_messages(want)
+                    .message_system_attribute_names(
+                        aws_sdk_sqs::types::MessageSystemAttributeName::All,
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let got = out.messages().len();
+                messages.extend(out.messages().iter().cloned());
+                if got == 0 || messages.len() >= batch_size || opened.elapsed() >= window {
+                    break;
+                }
+            }
             if messages.is_empty() {
-                if queue_depth(sqs, &queues.url).await == (0, 0) {
+                if !filling.load(Ordering::SeqCst) && queue_depth(sqs, &queues.url).await == (0, 0)
+                {
                     return drive;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -508,7 +535,7 @@ pub async fn drive_queue(
             }
             drive.invocations += 1;
             drive.messages += messages.len();
-            let event = sqs_event(messages, &queues.arn);
+            let event = sqs_event(&messages, &queues.arn);
             let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
                 Ok(Response::Jobs(report)) => report
                     .response
@@ -522,20 +549,23 @@ pub async fn drive_queue(
             let done: Vec<_> = messages
                 .iter()
                 .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
-                .enumerate()
-                .map(|(i, m)| {
-                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(m.receipt_handle().unwrap())
-                        .build()
-                        .unwrap()
-                })
                 .collect();
-            if !done.is_empty() {
+            for chunk in done.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap())
+                            .build()
+                            .unwrap()
+                    })
+                    .collect();
                 let out = sqs
                     .delete_message_batch()
                     .queue_url(&queues.url)
-                    .set_entries(Some(done))
+                    .set_entries(Some(entries))
                     .send()
                     .await
                     .unwrap();

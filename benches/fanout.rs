@@ -1,0 +1,188 @@
+//! Fan-out throughput: an audit of N in-scope findings enqueued by the SNS invocation and
+//! worked off by several SQS workers at once, against the local endpoint with a per-operation
+//! rate cap standing in for the account's IoT quota. A benchmark, not a test: it prints figures,
+//! and checks only what must hold at any speed (every policy remediated exactly once, no job
+//! lost, nothing throttled away).
+//!
+//! `cargo bench --bench fanout` runs the standard case (10,000 findings at 10 calls/s);
+//! `cargo bench --bench fanout -- N CAP WORKERS BATCH [LATENCY_MS]` runs one case.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use iot_audit_remediator::handler::{handle, Cutoff, Response};
+use serde_json::{json, Value};
+
+/// IoT operations capped like the account's quota; SQS calls (`Other` in the emulator's log)
+/// are not capped: SQS's own quotas are far above this traffic.
+const IOT_OPERATIONS: &[&str] = &[
+    "ListAuditFindings",
+    "GetPolicy",
+    "GetPolicyVersion",
+    "ListPolicyVersions",
+    "CreatePolicyVersion",
+    "DeletePolicyVersion",
+];
+/// The mapping's batching window when the batch size is above 10 (as `template.yaml` sets it).
+const WINDOW: Duration = Duration::from_secs(1);
+
+struct Case {
+    n: usize,
+    cap: u32,
+    workers: u32,
+    batch: usize,
+    latency_ms: u64,
+}
+
+async fn seed(emu: &Emulator, n: usize) -> Queues {
+    emu.control("POST", "/_emulator/reset", None);
+    let iot = emu.client();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let iot = &iot;
+            async move { create_policy(iot, &format!("WS_AUDIT_Q{i:05}"), PERMISSIVE).await }
+        })
+        .await;
+    emu.generate_findings(TASK, "WS_AUDIT_Q", n);
+    // Visibility as short as a test allows; nothing should come back in this run anyway.
+    let queues = create_queues(&emu.sqs(), "jobs", 5, 60).await;
+    emu.clear_requests();
+    queues
+}
+
+async fn run(emu: &Emulator, case: &Case) {
+    let queues = seed(emu, case.n).await;
+    let spec = json!({"latency_ms": case.latency_ms, "rate_per_sec": case.cap});
+    let operations: serde_json::Map<String, Value> = IOT_OPERATIONS
+        .iter()
+        .map(|op| (op.to_string(), spec.clone()))
+        .collect();
+    emu.faults(json!({ "operations": operations }));
+    let config = || {
+        let mut c = fanout_config(&queues.url, case.workers);
+        c.api_calls_per_second = case.cap;
+        c.max_concurrency = iot_audit_remediator::config::Config::default().max_concurrency;
+        c
+    };
+    let sqs = emu.sqs();
+    let filling = AtomicBool::new(true);
+    let started = Instant::now();
+    // The SNS invocation and the workers run at once, as in Lambda: the mapping starts
+    // delivering jobs as soon as the first batch is enqueued.
+    let enqueue = async {
+        let remediator = emu.fanout_remediator(config());
+        let response = handle(
+            &remediator,
+            &load_event("audit-non-compliant.json"),
+            Cutoff::NONE,
+        )
+        .await;
+        filling.store(false, Ordering::SeqCst);
+        let elapsed = started.elapsed();
+        match response {
+            Ok(Response::Audit(report)) => (report.totals.enqueued, elapsed),
+            other => panic!("the SNS invocation failed: {other:?}"),
+        }
+    };
+    let workers = (0..case.workers)
+        .map(|_| emu.fanout_remediator(config()))
+        .collect();
+    let window = if case.batch > 10 {
+        WINDOW
+    } else {
+        Duration::ZERO
+    };
+    let drain = drive_queue_with(&sqs, &queues, workers, case.batch, window, &filling);
+    let ((enqueued, enqueue_time), drive) = tokio::join!(enqueue, drain);
+    let wall = started.elapsed();
+    emu.faults(json!({}));
+
+    // What must hold whatever the speed.
+    let log = emu.control("GET", "/_emulator/requests", None);
+    let mut creates: BTreeMap<String, usize> = BTreeMap::new();
+    for r in log["requests"].as_array().unwrap() {
+        if r["operation"] == "CreatePolicyVersion" && r["status"] == 200 {
+            *creates
+                .entry(r["policyName"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let once = creates.values().filter(|&&c| c == 1).count();
+    assert_eq!(enqueued, case.n, "every finding enqueued");
+    assert_eq!(once, case.n, "every policy remediated exactly once");
+    assert_eq!(creates.len(), case.n);
+    assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
+    assert!(drain_bodies(&sqs, &queues.dlq_url).await.is_empty());
+    let calls: BTreeMap<String, u64> = log["counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let faults = &log["faults"];
+    let throttled = faults["throttle"].as_u64().unwrap() + faults["rate_limited"].as_u64().unwrap();
+    // The quota limit: the busiest IoT operation at the account's rate.
+    let busiest = IOT_OPERATIONS
+        .iter()
+        .filter_map(|op| calls.get(*op))
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let limit = Duration::from_secs_f64(busiest as f64 / case.cap as f64);
+    let calls: Vec<String> = calls.iter().map(|(op, n)| format!("{op}={n}")).collect();
+    println!(
+        "N={} cap={}/s workers={} batch={} latency={}ms | wall {:.1}s  limit {:.1}s  wall/limit {:.3} | enqueued in {:.1}s | {} invocations, {} jobs returned | throttled {} | {}",
+        case.n,
+        case.cap,
+        case.workers,
+        case.batch,
+        case.latency_ms,
+        wall.as_secs_f64(),
+        limit.as_secs_f64(),
+        wall.as_secs_f64() / limit.as_secs_f64(),
+        enqueue_time.as_secs_f64(),
+        drive.invocations,
+        drive.returned,
+        throttled,
+        calls.join(" "),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let emu = Emulator::start();
+    let case = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [n, cap, workers, batch, rest @ ..] => Case {
+            n: n.parse().unwrap(),
+            cap: cap.parse().unwrap(),
+            workers: workers.parse().unwrap(),
+            batch: batch.parse().unwrap(),
+            latency_ms: rest.first().map_or(25, |l| l.parse().unwrap()),
+        },
+        // The case, with the template's defaults: 2 workers, batches of 50.
+        [] => Case {
+            n: 10_000,
+            cap: 10,
+            workers: 2,
+            batch: 50,
+            latency_ms: 25,
+        },
+        other => panic!("usage: [N CAP WORKERS BATCH [LATENCY_MS]], not {other:?}"),
+    };
+    run(&emu, &case).await;
+}
