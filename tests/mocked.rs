@@ -711,3 +711,139 @@ async fn a_bare_http_429_is_retried_as_throttling() {
     assert_eq!(get.num_calls(), 2);
     assert_eq!(report.totals.remediated, 1);
 }
+
+// --- Fan-out: SendMessageBatch through the real SQS client ----------------------------------
+
+mod fanout {
+    use super::*;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+    use iot_audit_remediator::fanout::Enqueuer;
+    use iot_audit_remediator::findings::PolicyVersionRef;
+    use iot_audit_remediator::job::Job;
+
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs";
+
+    fn sqs(rules: &[&Rule]) -> aws_sdk_sqs::Client {
+        mock_client!(
+            aws_sdk_sqs,
+            RuleMode::Sequential,
+            rules.iter().copied(),
+            |c| c.retry_config(
+                aws_sdk_sqs::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_millis(1))
+                    .with_max_backoff(Duration::from_millis(5))
+            )
+        )
+    }
+
+    fn jobs(n: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| Job {
+                task_id: Some(TASK.into()),
+                finding_id: Some(format!("f{i}")),
+                policy: PolicyVersionRef {
+                    policy_name: format!("WS_AUDIT_{i}"),
+                    version_id: "1".into(),
+                },
+            })
+            .collect()
+    }
+
+    fn ok(id: &str) -> SendMessageBatchResultEntry {
+        SendMessageBatchResultEntry::builder()
+            .id(id)
+            .message_id(format!("m-{id}"))
+            .md5_of_message_body("x")
+            .build()
+            .unwrap()
+    }
+
+    fn failed(id: &str, sender_fault: bool, code: &str) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .sender_fault(sender_fault)
+            .code(code)
+            .message("mocked")
+            .build()
+            .unwrap()
+    }
+
+    /// (entry id, body) of every entry of one request.
+    fn entries(
+        req: &aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput,
+    ) -> Vec<(String, String)> {
+        req.entries()
+            .iter()
+            .map(|e| (e.id().to_owned(), e.message_body().to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn failed_entries_are_sent_again_and_refused_ones_reported() {
+        let jobs = jobs(4);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (first_seen, second_seen) = (Arc::clone(&sent), Arc::clone(&sent));
+        let first =
+            mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+                first_seen.lock().unwrap().push(entries(req));
+                // Entry 3 is missing from the answer altogether.
+                SendMessageBatchOutput::builder()
+                    .successful(ok("0"))
+                    .failed(failed("1", false, "InternalError"))
+                    .failed(failed("2", true, "InvalidMessageContents"))
+                    .build()
+                    .unwrap()
+            });
+        let second =
+            mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(move |req| {
+                second_seen.lock().unwrap().push(entries(req));
+                let mut out = SendMessageBatchOutput::builder().set_failed(Some(vec![]));
+                for e in req.entries() {
+                    out = out.successful(ok(e.id()));
+                }
+                out.build().unwrap()
+            });
+        let enqueuer = Enqueuer::new(sqs(&[&first, &second]), QUEUE);
+        let results = enqueuer.send(&jobs).await;
+
+        assert_eq!(results[0], Ok(()));
+        assert_eq!(results[1], Ok(()), "sent again in the second round");
+        let refused = results[2].as_ref().unwrap_err();
+        assert!(refused.contains("InvalidMessageContents"), "{refused}");
+        assert_eq!(
+            results[3],
+            Ok(()),
+            "an entry missing from the answer is sent again"
+        );
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].len(), 4);
+        let again: Vec<&str> = sent[1].iter().map(|(_, body)| body.as_str()).collect();
+        assert_eq!(again, [jobs[1].to_body(), jobs[3].to_body()]);
+        for (id, body) in &sent[0] {
+            let job = Job::parse(Some(body)).unwrap();
+            assert_eq!(job, jobs[id.parse::<usize>().unwrap()]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_keeps_failing_is_reported_per_job() {
+        let error = mock!(aws_sdk_sqs::Client::send_message_batch)
+            .sequence()
+            .http_status(500, None)
+            .repeatedly()
+            .build();
+        let enqueuer = Enqueuer::new(sqs(&[&error]), QUEUE);
+        let results = enqueuer.send(&jobs(3)).await;
+        for r in &results {
+            let e = r.as_ref().unwrap_err();
+            assert!(e.contains("SendMessageBatch"), "{e}");
+        }
+        // Every round is one call retried by the SDK (3 attempts by default).
+        assert_eq!(
+            error.num_calls(),
+            iot_audit_remediator::fanout::SEND_ROUNDS as usize * 3
+        );
+    }
+}
