@@ -10,8 +10,10 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use iot_audit_remediator::apply::Remediator;
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::handler::{handle_event, Cutoff};
+use iot_audit_remediator::job::Job;
 use iot_audit_remediator::message::{classify_event, Message, RejectReason, TaskStatus};
 use iot_audit_remediator::restrictive::RestrictivePolicy;
+use iot_audit_remediator::worker::is_sqs_event;
 use serde_json::Value;
 
 /// What each record of an event file is.
@@ -22,6 +24,8 @@ enum Kind {
     Detect,
     FindingMessage,
     NotJson,
+    /// A fan-out job for this policy (an SQS record).
+    Job(String),
 }
 
 fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
@@ -45,6 +49,13 @@ fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
         ("detect-violation.json", vec![Kind::Detect]),
         ("finding-notification.json", vec![Kind::FindingMessage]),
         ("not-json.json", vec![Kind::NotJson]),
+        (
+            "sqs-jobs.json",
+            vec![
+                Kind::Job("WS_AUDIT_PermissivePolicy".into()),
+                Kind::Job("DeviceFleetPolicy".into()),
+            ],
+        ),
     ])
 }
 
@@ -81,7 +92,18 @@ fn every_event_file_parses_to_its_kind() {
         "every file in events/ needs an expectation here"
     );
     for (name, kinds) in expected {
-        let records = classify_event(&load(name));
+        let event = load(name);
+        if is_sqs_event(&event) {
+            let got: Vec<Kind> = event["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| Kind::Job(Job::parse(r["body"].as_str()).unwrap().policy.policy_name))
+                .collect();
+            assert_eq!(got, kinds, "{name}");
+            continue;
+        }
+        let records = classify_event(&event);
         let got: Vec<Kind> = records.iter().map(|r| kind(&r.message)).collect();
         assert_eq!(got, kinds, "{name}");
         assert!(
@@ -140,6 +162,30 @@ async fn not_json_is_rejected_and_does_not_fail_the_invocation() {
     assert_eq!(record["messageId"], "0f1e2d3c-4b5a-4697-8877-665544332211");
     assert!(record["reason"].as_str().unwrap().contains("not JSON"));
     assert_eq!(report["recordTotals"]["rejected"], 1);
+}
+
+/// The sample job batch through the handler with a client that answers nothing: both jobs are
+/// named for another delivery (the in-scope one failed to read its policy; the out-of-scope
+/// one is done without a call).
+#[tokio::test]
+async fn the_sample_job_batch_gets_a_partial_batch_response() {
+    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, []);
+    let remediator = Arc::new(Remediator::new(
+        client,
+        test_config(),
+        RestrictivePolicy::builtin().unwrap(),
+    ));
+    let response =
+        iot_audit_remediator::handler::handle(&remediator, &load("sqs-jobs.json"), Cutoff::NONE)
+            .await
+            .unwrap();
+    let v = serde_json::to_value(response).unwrap();
+    assert_eq!(
+        v["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975830a7d"}])
+    );
+    assert_eq!(v["totals"]["failed"], 1);
+    assert_eq!(v["totals"]["skippedByReason"]["out_of_scope"], 1);
 }
 
 #[tokio::test]
