@@ -1,19 +1,74 @@
-//! Hostile input never panics: property tests over "SNS event → classified records" and
-//! "findings → decisions". Seeds come from `events/`; the rest is generated: arbitrary bytes,
+//! Hostile input never panics: property tests over "SNS event → classified records",
+//! "SQS job batch → partial batch response" and "findings → decisions". Seeds come from
+//! `events/` (SNS messages and job bodies); the rest is generated: arbitrary bytes,
 //! mutations of the seeds, deep nesting, huge strings, wrong types, unicode policy names.
 //!
 //! CI runs the default number of cases (`PROPTEST_CASES`, see `.ci/run`); for a long run:
 //! `PROPTEST_CASES=25000 cargo test --test hostile_input` (200,000 cases, about 2 minutes).
 
+use iot_audit_remediator::apply::Remediator;
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::findings::{Finding, PolicyVersionRef};
+use iot_audit_remediator::handler::{handle, Cutoff, InvocationError};
+use iot_audit_remediator::job::Job;
 use iot_audit_remediator::message::{classify_event, classify_message, RejectReason};
 use iot_audit_remediator::plan::{
     decide, duplicate_candidates, oldest_non_default, others_created_since, PolicyState, Screen,
     Screener, VersionInfo,
 };
+use iot_audit_remediator::restrictive::RestrictivePolicy;
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// One record of a job batch: its message id (if any) and what its body is.
+#[derive(Clone, Debug)]
+enum Body {
+    /// A job for `WS_AUDIT_<n>`: needs IoT calls, which all fail here.
+    InScope(u8),
+    /// A job for a policy outside the prefix: done without a call.
+    OutOfScope(u8),
+    /// Not a job.
+    Garbage(String),
+}
+
+fn job_record() -> impl Strategy<Value = (Option<u8>, Body)> {
+    (
+        prop::option::weighted(0.95, any::<u8>()),
+        prop_oneof![
+            (0..5u8).prop_map(Body::InScope),
+            (0..5u8).prop_map(Body::OutOfScope),
+            "\\PC{0,40}".prop_map(Body::Garbage),
+        ],
+    )
+}
+
+fn body_text(body: &Body) -> String {
+    let job = |name: String| {
+        json!({"taskId": "t", "policyName": name, "policyVersionId": "1"}).to_string()
+    };
+    match body {
+        Body::InScope(n) => job(format!("WS_AUDIT_{n}")),
+        Body::OutOfScope(n) => job(format!("Fleet{n}")),
+        Body::Garbage(text) => text.clone(),
+    }
+}
+
+/// A remediator whose every IoT call fails (a client with no answers).
+fn failing_remediator() -> Arc<Remediator> {
+    let client =
+        aws_smithy_mocks::mock_client!(aws_sdk_iot, aws_smithy_mocks::RuleMode::MatchAny, []);
+    let config = Config {
+        api_calls_per_second: 0,
+        ..Config::default()
+    };
+    Arc::new(Remediator::new(
+        client,
+        config,
+        RestrictivePolicy::builtin().unwrap(),
+    ))
+}
 
 fn seeds() -> Vec<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
@@ -22,7 +77,10 @@ fn seeds() -> Vec<String> {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let event: Value = serde_json::from_str(&text).unwrap();
         for record in event["Records"].as_array().unwrap() {
-            messages.push(record["Sns"]["Message"].as_str().unwrap().to_owned());
+            let text = record["Sns"]["Message"]
+                .as_str()
+                .or(record["body"].as_str());
+            messages.push(text.unwrap().to_owned());
         }
     }
     messages.sort();
@@ -176,6 +234,60 @@ proptest! {
     #[test]
     fn mutated_sample_messages_never_panic(text in mutated_seed()) {
         let _ = classify_message(&text);
+    }
+
+    #[test]
+    fn mutated_job_bodies_never_panic(text in mutated_seed()) {
+        if let Ok(job) = Job::parse(Some(&text)) {
+            prop_assert!(!job.policy.policy_name.is_empty() && !job.policy.version_id.is_empty());
+        }
+    }
+
+    /// The model: a batch names exactly the bodies that are not jobs and the first job of each
+    /// in-scope policy (whose calls fail here); a record without an id fails the whole batch.
+    #[test]
+    fn a_job_batch_names_exactly_what_is_not_done(records in prop::collection::vec(job_record(), 0..12)) {
+        let records: Vec<(Option<String>, Body)> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, body))| (id.map(|_| format!("m{i}")), body))
+            .collect();
+        let event = json!({"Records": records.iter().map(|(id, body)| {
+            let mut r = json!({"body": body_text(body), "eventSource": "aws:sqs", "attributes": {}});
+            if let Some(id) = id {
+                r["messageId"] = json!(id);
+            }
+            r
+        }).collect::<Vec<_>>()});
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let result = runtime.block_on(handle(&failing_remediator(), &event, Cutoff::NONE));
+        if records.is_empty() {
+            // Not recognisable as SQS: handled as an SNS event with no records, never a panic.
+            prop_assert!(result.is_ok());
+            return Ok(());
+        }
+        if records.iter().any(|(id, _)| id.is_none()) {
+            prop_assert!(matches!(result, Err(InvocationError::UnnamedRecords(_))));
+            return Ok(());
+        }
+        let mut seen = BTreeSet::new();
+        let expected: BTreeSet<String> = records
+            .iter()
+            .filter(|(_, body)| match body {
+                Body::InScope(n) => seen.insert(*n),
+                Body::OutOfScope(_) => false,
+                Body::Garbage(text) => Job::parse(Some(text)).is_err(),
+            })
+            .map(|(id, _)| id.clone().unwrap())
+            .collect();
+        let response = serde_json::to_value(result.unwrap()).unwrap();
+        let named: BTreeSet<String> = response["batchItemFailures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect();
+        prop_assert_eq!(named, expected);
     }
 
     #[test]
