@@ -127,17 +127,13 @@ async fn run(emu: &Emulator, case: &Case) {
         .collect();
     let faults = &log["faults"];
     let throttled = faults["throttle"].as_u64().unwrap() + faults["rate_limited"].as_u64().unwrap();
-    // The quota limit: the busiest IoT operation at the account's rate.
-    let busiest = IOT_OPERATIONS
-        .iter()
-        .filter_map(|op| calls.get(*op))
-        .max()
-        .copied()
-        .unwrap_or(0);
-    let limit = Duration::from_secs_f64(busiest as f64 / case.cap as f64);
+    // The quota limit: every policy needs one call of each write operation, at the cap.
+    let limit = Duration::from_secs_f64(case.n as f64 / case.cap as f64);
+    // SQS delivers at least once: a job delivered twice costs two reads, no write.
+    let repeated = calls.get("GetPolicy").copied().unwrap_or(0) as usize - case.n;
     let calls: Vec<String> = calls.iter().map(|(op, n)| format!("{op}={n}")).collect();
     println!(
-        "N={} cap={}/s workers={} batch={} latency={}ms | wall {:.1}s  limit {:.1}s  wall/limit {:.3} | enqueued in {:.1}s | {} invocations, {} jobs returned | throttled {} | {}",
+        "N={} cap={}/s workers={} batch={} latency={}ms | wall {:.1}s  limit {:.1}s  wall/limit {:.3} | enqueued in {:.1}s | {} invocations, {} jobs returned, {} delivered twice | throttled {} | {}",
         case.n,
         case.cap,
         case.workers,
@@ -149,6 +145,7 @@ async fn run(emu: &Emulator, case: &Case) {
         enqueue_time.as_secs_f64(),
         drive.invocations,
         drive.returned,
+        repeated,
         throttled,
         calls.join(" "),
     );
