@@ -37,7 +37,7 @@ pub struct Remediator {
 impl Remediator {
     pub fn new(client: Client, config: Config, policy: RestrictivePolicy) -> Self {
         Self {
-            pacer: Pacer::new(config.pace()),
+            pacer: Pacer::per_operation(|op| config.pace(op)),
             client,
             config,
             policy,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::pace::Operation;
+
 pub const DEFAULT_PREFIX: &str = "WS_AUDIT_";
 /// Policies worked on at once. Chosen from the benchmark figures in README (Performance).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
@@ -147,13 +149,19 @@ impl Config {
         })
     }
 
-    /// This process's share of the quota, per operation: with fan-out, up to
-    /// `FANOUT_WORKERS` processes call IoT at once, each at `1 / workers` of the quota, so
-    /// together they stay at it. `None` = unpaced.
-    pub fn pace(&self) -> Option<Duration> {
-        let workers = self.fanout.as_ref().map_or(1, |f| f.workers);
+    /// This process's spacing of calls of `operation` (`None` = unpaced). Without fan-out, the
+    /// whole quota. With fan-out, the policy operations are shared: up to `FANOUT_WORKERS`
+    /// worker processes call them at once, plus one audit invocation when small audits stay
+    /// inline (`FANOUT_INLINE_MAX_FINDINGS` > 0), so each gets `1 / sharers` of the quota and
+    /// together they stay at it. `ListAuditFindings` is only called by audit invocations: it
+    /// keeps the whole quota.
+    pub fn pace(&self, operation: Operation) -> Option<Duration> {
+        let sharers = match (&self.fanout, operation) {
+            (None, _) | (Some(_), Operation::ListAuditFindings) => 1,
+            (Some(f), _) => f.workers + u32::from(f.inline_max_findings > 0),
+        };
         (self.api_calls_per_second > 0)
-            .then(|| Duration::from_secs(u64::from(workers)) / self.api_calls_per_second)
+            .then(|| Duration::from_secs(u64::from(sharers)) / self.api_calls_per_second)
     }
 }
 
@@ -269,7 +277,7 @@ mod tests {
         assert_eq!(c.max_concurrency.get(), 1);
         assert_eq!(c.deadline_margin, Duration::ZERO);
         assert_eq!(c.api_calls_per_second, 0);
-        assert_eq!(c.pace(), None);
+        assert_eq!(c.pace(Operation::GetPolicy), None);
         assert_eq!(c.fanout, None);
     }
 
@@ -302,19 +310,25 @@ mod tests {
 
     #[test]
     fn the_quota_is_shared_among_fan_out_workers() {
+        use Operation::{GetPolicy, ListAuditFindings};
         let mut c = Config::default();
-        assert_eq!(c.pace(), Some(Duration::from_millis(100)));
+        assert_eq!(c.pace(GetPolicy), Some(Duration::from_millis(100)));
         c.fanout = Some(FanoutConfig {
             queue_url: "https://q".into(),
             inline_max_findings: 0,
             workers: 4,
         });
-        // 4 workers at 2.5 calls/s each: 10/s together.
-        assert_eq!(c.pace(), Some(Duration::from_millis(400)));
+        // 4 workers at 2.5 calls/s each: 10/s together. Listing is not shared.
+        assert_eq!(c.pace(GetPolicy), Some(Duration::from_millis(400)));
+        assert_eq!(c.pace(ListAuditFindings), Some(Duration::from_millis(100)));
+        // Small audits inline: the audit invocation is one more sharer.
+        c.fanout.as_mut().unwrap().inline_max_findings = 100;
+        assert_eq!(c.pace(GetPolicy), Some(Duration::from_millis(500)));
         c.api_calls_per_second = 3;
-        assert_eq!(c.pace(), Some(Duration::from_secs(4) / 3));
+        assert_eq!(c.pace(GetPolicy), Some(Duration::from_secs(5) / 3));
         c.api_calls_per_second = 0;
-        assert_eq!(c.pace(), None);
+        assert_eq!(c.pace(GetPolicy), None);
+        assert_eq!(c.pace(ListAuditFindings), None);
     }
 
     #[test]

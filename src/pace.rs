@@ -53,24 +53,29 @@ impl Operation {
 /// operations do not wait for each other.
 #[derive(Debug)]
 pub struct Pacer {
-    interval: Option<Duration>,
+    /// The spacing per operation; `None` = unpaced.
+    interval: [Option<Duration>; 6],
     /// The next free slot per operation.
     next: [Mutex<Option<Instant>>; 6],
 }
 
 impl Pacer {
-    /// At most one call per operation every `interval` ([`crate::config::Config::pace`]);
-    /// `None` means no pacing.
+    /// At most one call of an operation every `interval` for all of them; `None` = unpaced.
     pub fn new(interval: Option<Duration>) -> Self {
+        Self::per_operation(|_| interval)
+    }
+
+    /// Each operation at its own spacing ([`crate::config::Config::pace`]).
+    pub fn per_operation(interval: impl Fn(Operation) -> Option<Duration>) -> Self {
         Self {
-            interval,
+            interval: Operation::ALL.map(interval),
             next: Default::default(),
         }
     }
 
     /// Waits until a call of `operation` may be sent.
     pub async fn wait(&self, operation: Operation) {
-        let Some(interval) = self.interval else {
+        let Some(interval) = self.interval[operation.index()] else {
             return;
         };
         let slot = {
@@ -146,6 +151,23 @@ mod tests {
         pacer.wait(Operation::GetPolicy).await;
         pacer.wait(Operation::GetPolicy).await;
         assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn operations_can_have_their_own_spacing() {
+        let pacer = Pacer::per_operation(|op| match op {
+            Operation::ListAuditFindings => None,
+            _ => Some(Duration::from_millis(100)),
+        });
+        let start = Instant::now();
+        for _ in 0..3 {
+            pacer.wait(Operation::ListAuditFindings).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        for _ in 0..3 {
+            pacer.wait(Operation::GetPolicy).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
     #[tokio::test(start_paused = true)]

@@ -55,7 +55,18 @@ impl Screener {
         }
     }
 
+    /// The checks of one finding, and at most one in-scope finding per policy.
     pub fn screen(&mut self, finding: &Finding) -> Screen {
+        match self.check(finding) {
+            Screen::InScope(policy) if !self.seen.insert(policy.policy_name.clone()) => {
+                Screen::Skip(SkipReason::DuplicateFinding)
+            }
+            screen => screen,
+        }
+    }
+
+    /// The checks of one finding on its own, without looking at the others.
+    pub fn check(&self, finding: &Finding) -> Screen {
         if finding.resource_type.as_deref() != Some(IOT_POLICY) {
             return Screen::Skip(SkipReason::NotIotPolicy);
         }
@@ -67,9 +78,6 @@ impl Screener {
         }
         if !policy.policy_name.starts_with(&self.prefix) {
             return Screen::Skip(SkipReason::OutOfScope);
-        }
-        if !self.seen.insert(policy.policy_name.clone()) {
-            return Screen::Skip(SkipReason::DuplicateFinding);
         }
         Screen::InScope(policy.clone())
     }

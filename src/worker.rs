@@ -2,7 +2,7 @@
 //! mapping delivers it. Each job goes through the same screening, decision and IoT calls as an
 //! inline finding; the answer names exactly the jobs to deliver again (partial batch response).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::apply::Remediator;
-use crate::findings::{Finding, IOT_POLICY};
+use crate::findings::{Finding, PolicyVersionRef, IOT_POLICY};
 use crate::handler::{Cutoff, Joined, Pool};
 use crate::job::Job;
 use crate::plan::{Screen, Screener};
@@ -58,9 +58,10 @@ struct Delivery {
     receive_count: String,
 }
 
-/// Works on every job of the batch, at most `MAX_CONCURRENCY` at once. A message counts as
-/// done only once its job has an outcome that needs no retry; everything else, including
-/// anything that could not even be read, is listed in `batchItemFailures`.
+/// Works on every job of the batch, at most `MAX_CONCURRENCY` at once and one job per policy
+/// at a time. A message counts as done only once its job has an outcome that needs no retry;
+/// everything else, including anything that could not even be read, is listed in
+/// `batchItemFailures`.
 pub async fn handle_jobs(
     remediator: &Arc<Remediator>,
     records: &[Value],
@@ -74,20 +75,30 @@ pub async fn handle_jobs(
     // path can lose one.
     let mut not_done: Vec<String> = Vec::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut screener = Screener::new(remediator.config().target_policy_prefix.clone());
-    let mut pool: Pool<Delivery> = Pool::new(remediator);
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    let screener = Screener::new(remediator.config().target_policy_prefix.clone());
+    let mut jobs: Vec<(Delivery, Option<String>, PolicyVersionRef)> = Vec::new();
     for raw in records {
+        let id = raw
+            .get("messageId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        // SQS delivers at least once, and a batch is gathered from several receives: the same
+        // message twice is one job, whose outcome alone decides.
+        if let Some(id) = id {
+            if !seen_ids.insert(id.to_owned()) {
+                tracing::warn!(
+                    message_id = id,
+                    "the same message twice in one batch; handled once"
+                );
+                continue;
+            }
+        }
         let message = match SqsMessage::deserialize(raw) {
             Ok(message) => message,
             Err(e) => {
-                let id = raw.get("messageId").and_then(Value::as_str);
-                reject(
-                    &mut report,
-                    &mut not_done,
-                    id,
-                    "-",
-                    &format!("not an SQS message: {e}"),
-                );
+                let reason = format!("not an SQS message: {e}");
+                reject(&mut report, &mut not_done, id, "-", &reason);
                 continue;
             }
         };
@@ -96,7 +107,6 @@ pub async fn handle_jobs(
             .get("ApproximateReceiveCount")
             .cloned()
             .unwrap_or_else(|| "-".into());
-        let id = message.message_id.as_deref().filter(|id| !id.is_empty());
         let job = match Job::parse(message.body.as_deref()) {
             Ok(job) => job,
             Err(e) => {
@@ -111,13 +121,8 @@ pub async fn handle_jobs(
             }
         };
         let Some(id) = id else {
-            reject(
-                &mut report,
-                &mut not_done,
-                None,
-                &receive_count,
-                "the record has no messageId",
-            );
+            let reason = "the record has no messageId";
+            reject(&mut report, &mut not_done, None, &receive_count, reason);
             continue;
         };
         not_done.push(id.to_owned());
@@ -132,9 +137,8 @@ pub async fn handle_jobs(
             policy: Some(job.policy),
             is_suppressed: false,
         };
-        // The queue is an input like any other: the prefix is checked again here, and a
-        // second job for a policy in the same batch waits for the next delivery's check.
-        match screener.screen(&finding) {
+        // The queue is an input like any other: the prefix is checked again here.
+        match screener.check(&finding) {
             Screen::Skip(reason) => {
                 let skipped = FindingReport::new(
                     finding.finding_id,
@@ -143,19 +147,32 @@ pub async fn handle_jobs(
                 );
                 file_outcome(&mut report, &mut done, &delivery, &skipped);
             }
-            Screen::InScope(target) => {
-                if let Some((delivery, deferred)) = pool
-                    .start(remediator, delivery, finding.finding_id, target, cutoff)
-                    .await
-                {
-                    file_outcome(&mut report, &mut done, &delivery, &deferred);
-                }
-                pool.finished(|joined| file_joined(&mut report, &mut done, joined));
-            }
+            Screen::InScope(target) => jobs.push((delivery, finding.finding_id, target)),
         }
     }
-    pool.rest(|joined| file_joined(&mut report, &mut done, joined))
-        .await;
+    // Two jobs for one policy (two audits, or a job redelivered next to a newer one) do not
+    // race: the second starts once the first has finished, and decides from what it left.
+    let mut pool: Pool<Delivery> = Pool::new(remediator);
+    while !jobs.is_empty() {
+        let mut started: HashSet<String> = HashSet::new();
+        let mut later = Vec::new();
+        for (delivery, finding_id, target) in jobs {
+            if !started.insert(target.policy_name.clone()) {
+                later.push((delivery, finding_id, target));
+                continue;
+            }
+            if let Some((delivery, deferred)) = pool
+                .start(remediator, delivery, finding_id, target, cutoff)
+                .await
+            {
+                file_outcome(&mut report, &mut done, &delivery, &deferred);
+            }
+            pool.finished(|joined| file_joined(&mut report, &mut done, joined));
+        }
+        pool.rest(|joined| file_joined(&mut report, &mut done, joined))
+            .await;
+        jobs = later;
+    }
     for id in not_done {
         if !done.contains(&id) {
             report.response.add_failure(id);

@@ -233,6 +233,49 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_jobs_for_one_policy_run_one_after_the_other() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    // Version 1 flagged by an older audit, version 2 (also permissive) the default now.
+    create_policy(&iot, "WS_AUDIT_Twice", PERMISSIVE).await;
+    iot.create_policy_version()
+        .policy_name("WS_AUDIT_Twice")
+        .policy_document(PERMISSIVE)
+        .set_as_default(true)
+        .send()
+        .await
+        .unwrap();
+    let remediator = emu.remediator(test_config());
+    let event = json!({"Records": [
+        record("old", &job("WS_AUDIT_Twice", "1")),
+        record("new", &job("WS_AUDIT_Twice", "2")),
+        record("new", &job("WS_AUDIT_Twice", "2")),
+    ]});
+    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([]));
+    assert_eq!(v["totals"]["remediated"], 1, "{v}");
+    assert_eq!(v["totals"]["skippedByReason"]["stale_finding"], 1);
+    assert_eq!(
+        v["totals"]["findings"], 2,
+        "the repeated message is one job"
+    );
+    assert_eq!(
+        default_document(&iot, "WS_AUDIT_Twice").await,
+        restrictive()
+    );
+
+    // A message twice in a batch whose job fails is named, whatever the copy.
+    create_policy(&iot, "WS_AUDIT_Fails", PERMISSIVE).await;
+    emu.faults(json!({"operations": {"CreatePolicyVersion": {"error_rate": 1.0}}}));
+    let event = json!({"Records": [
+        record("m1", &job("WS_AUDIT_Fails", "1")),
+        record("m1", &job("WS_AUDIT_Fails", "1")),
+    ]});
+    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m1"}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_a_message_id_fails_the_whole_batch() {
     let emu = Emulator::start();
     let remediator = emu.remediator(test_config());

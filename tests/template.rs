@@ -429,10 +429,14 @@ fn template_environment_matches_config() {
         scalar(&workers["MaxValue"]),
         Some(FANOUT_WORKERS_RANGE.end().to_string())
     );
-    assert_eq!(
-        scalar(&params["FanOutInlineMaxFindings"]["MinValue"]).as_deref(),
-        Some("0")
-    );
+    // 0 as in src/config.rs: fanned out, the workers alone share the policy operations' quota.
+    for key in ["Default", "MinValue"] {
+        assert_eq!(
+            scalar(&params["FanOutInlineMaxFindings"][key]).as_deref(),
+            Some("0"),
+            "{key}"
+        );
+    }
 
     let rate = &params["ApiCallsPerSecond"];
     assert_eq!(plain(&rate["Type"]), Some("Number"));
