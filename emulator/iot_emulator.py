@@ -189,6 +189,10 @@ class Emulator:
     def __init__(self, moto_host, moto_port):
         self.moto_host, self.moto_port = moto_host, moto_port
         self.lock = threading.Lock()
+        # moto's SQS is not thread-safe: a delete rewrites the queue's message list from a copy,
+        # so a send or another delete at the same moment is undone (a message lost, or a deleted
+        # one back). SQS requests are served one at a time; they are short.
+        self.sqs_lock = threading.Lock()
         self.epoch = time.monotonic()
         self._clear()
 
@@ -470,13 +474,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if body:
             headers.append(("Content-Length", str(len(body))))
         try:
-            status, response_headers, data = self.emulator.moto_request(
-                self.command, self.path, headers, body)
+            if self.is_sqs():
+                with self.emulator.sqs_lock:
+                    answer = self.emulator.moto_request(self.command, self.path, headers, body)
+            else:
+                answer = self.emulator.moto_request(self.command, self.path, headers, body)
+            status, response_headers, data = answer
         except (OSError, http.client.HTTPException) as e:
             log.error("moto did not answer %s %s: %r", self.command, self.path, e)
             self.send_json(502, {"message": f"moto did not answer: {e!r}"})
         else:
             self.send(status, response_headers, data)
+
+    def is_sqs(self):
+        """An SQS request, by its signing scope (every SDK signs) or its JSON-protocol target."""
+        return ("/sqs/aws4_request" in self.headers.get("Authorization", "")
+                or self.headers.get("X-Amz-Target", "").startswith("AmazonSQS."))
 
     def control(self, path, body):
         em = self.emulator

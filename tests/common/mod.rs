@@ -502,83 +502,74 @@ pub async fn drive_queue_with(
 ) -> Drive {
     use iot_audit_remediator::handler::{handle, Cutoff, Response};
     use std::sync::atomic::Ordering;
-    // moto hands a message to two receives that run at the same moment (its receive is not
-    // atomic across threads, SQS's is), so receives take turns here.
-    let receiving = tokio::sync::Mutex::new(());
-    let pollers = workers.into_iter().map(|remediator| {
-        let receiving = &receiving;
-        async move {
-            let mut drive = Drive::default();
+    let pollers = workers.into_iter().map(|remediator| async move {
+        let mut drive = Drive::default();
+        loop {
+            let mut messages = Vec::new();
+            let opened = std::time::Instant::now();
             loop {
-                let mut messages = Vec::new();
-                let opened = std::time::Instant::now();
-                loop {
-                    let want = (batch_size - messages.len()).min(10) as i32;
-                    let turn = receiving.lock().await;
-                    let out = sqs
-                        .receive_message()
-                        .queue_url(&queues.url)
-                        .max_number_of_messages(want)
-                        .message_system_attribute_names(
-                            aws_sdk_sqs::types::MessageSystemAttributeName::All,
-                        )
-                        .send()
-                        .await
-                        .unwrap();
-                    drop(turn);
-                    let got = out.messages().len();
-                    messages.extend(out.messages().iter().cloned());
-                    if got == 0 || messages.len() >= batch_size || opened.elapsed() >= window {
-                        break;
-                    }
+                let want = (batch_size - messages.len()).min(10) as i32;
+                let out = sqs
+                    .receive_message()
+                    .queue_url(&queues.url)
+                    .max_number_of_messages(want)
+                    .message_system_attribute_names(
+                        aws_sdk_sqs::types::MessageSystemAttributeName::All,
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let got = out.messages().len();
+                messages.extend(out.messages().iter().cloned());
+                if got == 0 || messages.len() >= batch_size || opened.elapsed() >= window {
+                    break;
                 }
-                if messages.is_empty() {
-                    if !filling.load(Ordering::SeqCst)
-                        && queue_depth(sqs, &queues.url).await == (0, 0)
-                    {
-                        return drive;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+            }
+            if messages.is_empty() {
+                if !filling.load(Ordering::SeqCst) && queue_depth(sqs, &queues.url).await == (0, 0)
+                {
+                    return drive;
                 }
-                drive.invocations += 1;
-                drive.messages += messages.len();
-                let event = sqs_event(&messages, &queues.arn);
-                let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
-                    Ok(Response::Jobs(report)) => report
-                        .response
-                        .batch_item_failures
-                        .iter()
-                        .map(|f| f.item_identifier.clone())
-                        .collect(),
-                    other => panic!("an SQS batch must get a partial batch response: {other:?}"),
-                };
-                drive.returned += failures.len();
-                let done: Vec<_> = messages
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            drive.invocations += 1;
+            drive.messages += messages.len();
+            let event = sqs_event(&messages, &queues.arn);
+            let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
+                Ok(Response::Jobs(report)) => report
+                    .response
+                    .batch_item_failures
                     .iter()
-                    .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                    .map(|f| f.item_identifier.clone())
+                    .collect(),
+                other => panic!("an SQS batch must get a partial batch response: {other:?}"),
+            };
+            drive.returned += failures.len();
+            let done: Vec<_> = messages
+                .iter()
+                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                .collect();
+            for chunk in done.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap())
+                            .build()
+                            .unwrap()
+                    })
                     .collect();
-                for chunk in done.chunks(10) {
-                    let entries = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| {
-                            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(m.receipt_handle().unwrap())
-                                .build()
-                                .unwrap()
-                        })
-                        .collect();
-                    let out = sqs
-                        .delete_message_batch()
-                        .queue_url(&queues.url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(out.failed().is_empty(), "{:?}", out.failed());
-                }
+                let out = sqs
+                    .delete_message_batch()
+                    .queue_url(&queues.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(out.failed().is_empty(), "{:?}", out.failed());
             }
         }
     });
