@@ -492,6 +492,8 @@ pub async fn drive_queue(
 
 /// As [`drive_queue`], gathering a batch for up to `window` (the mapping's batching window;
 /// SQS hands out at most 10 messages per receive), and not ending while `filling` is set.
+/// Like the mapping, each poller gathers its next batch while the function works on the
+/// current one, and deletes done messages without holding up the next invocation.
 pub async fn drive_queue_with(
     sqs: &aws_sdk_sqs::Client,
     queues: &Queues,
@@ -501,77 +503,46 @@ pub async fn drive_queue_with(
     filling: &std::sync::atomic::AtomicBool,
 ) -> Drive {
     use iot_audit_remediator::handler::{handle, Cutoff, Response};
-    use std::sync::atomic::Ordering;
     let pollers = workers.into_iter().map(|remediator| async move {
-        let mut drive = Drive::default();
-        loop {
-            let mut messages = Vec::new();
-            let opened = std::time::Instant::now();
-            loop {
-                let want = (batch_size - messages.len()).min(10) as i32;
-                let out = sqs
-                    .receive_message()
-                    .queue_url(&queues.url)
-                    .max_number_of_messages(want)
-                    .message_system_attribute_names(
-                        aws_sdk_sqs::types::MessageSystemAttributeName::All,
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-                let got = out.messages().len();
-                messages.extend(out.messages().iter().cloned());
-                if got == 0 || messages.len() >= batch_size || opened.elapsed() >= window {
+        let (batches, mut next) = tokio::sync::mpsc::channel(1);
+        let gather = async move {
+            while let Some(batch) = gather_batch(sqs, queues, batch_size, window, filling).await {
+                if batches.send(batch).await.is_err() {
                     break;
                 }
             }
-            if messages.is_empty() {
-                if !filling.load(Ordering::SeqCst) && queue_depth(sqs, &queues.url).await == (0, 0)
-                {
-                    return drive;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            drive.invocations += 1;
-            drive.messages += messages.len();
-            let event = sqs_event(&messages, &queues.arn);
-            let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
-                Ok(Response::Jobs(report)) => report
-                    .response
-                    .batch_item_failures
+        };
+        let invoke = async {
+            let mut drive = Drive::default();
+            let mut deletions = tokio::task::JoinSet::new();
+            while let Some(messages) = next.recv().await {
+                let messages: Vec<aws_sdk_sqs::types::Message> = messages;
+                drive.invocations += 1;
+                drive.messages += messages.len();
+                let event = sqs_event(&messages, &queues.arn);
+                let failures: Vec<String> = match handle(&remediator, &event, Cutoff::NONE).await {
+                    Ok(Response::Jobs(report)) => report
+                        .response
+                        .batch_item_failures
+                        .iter()
+                        .map(|f| f.item_identifier.clone())
+                        .collect(),
+                    other => panic!("an SQS batch must get a partial batch response: {other:?}"),
+                };
+                drive.returned += failures.len();
+                let handles: Vec<String> = messages
                     .iter()
-                    .map(|f| f.item_identifier.clone())
-                    .collect(),
-                other => panic!("an SQS batch must get a partial batch response: {other:?}"),
-            };
-            drive.returned += failures.len();
-            let done: Vec<_> = messages
-                .iter()
-                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
-                .collect();
-            for chunk in done.chunks(10) {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(m.receipt_handle().unwrap())
-                            .build()
-                            .unwrap()
-                    })
+                    .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                    .map(|m| m.receipt_handle().unwrap().to_owned())
                     .collect();
-                let out = sqs
-                    .delete_message_batch()
-                    .queue_url(&queues.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(out.failed().is_empty(), "{:?}", out.failed());
+                deletions.spawn(delete_messages(sqs.clone(), queues.url.clone(), handles));
             }
-        }
+            while let Some(done) = deletions.join_next().await {
+                done.unwrap();
+            }
+            drive
+        };
+        tokio::join!(gather, invoke).1
     });
     let drives = futures::future::join_all(pollers).await;
     drives.into_iter().fold(Drive::default(), |mut all, d| {
@@ -580,6 +551,70 @@ pub async fn drive_queue_with(
         all.returned += d.returned;
         all
     })
+}
+
+/// One batch as the mapping gathers it; `None` once the queue has nothing visible and nothing
+/// in flight (deleted or not yet) and nobody is filling it.
+async fn gather_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queues: &Queues,
+    batch_size: usize,
+    window: Duration,
+    filling: &std::sync::atomic::AtomicBool,
+) -> Option<Vec<aws_sdk_sqs::types::Message>> {
+    loop {
+        let mut messages = Vec::new();
+        let opened = std::time::Instant::now();
+        loop {
+            let want = (batch_size - messages.len()).min(10) as i32;
+            let out = sqs
+                .receive_message()
+                .queue_url(&queues.url)
+                .max_number_of_messages(want)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let got = out.messages().len();
+            messages.extend(out.messages().iter().cloned());
+            if got == 0 || messages.len() >= batch_size || opened.elapsed() >= window {
+                break;
+            }
+        }
+        if !messages.is_empty() {
+            return Some(messages);
+        }
+        if !filling.load(std::sync::atomic::Ordering::SeqCst)
+            && queue_depth(sqs, &queues.url).await == (0, 0)
+        {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delete_messages(sqs: aws_sdk_sqs::Client, url: String, handles: Vec<String>) {
+    for chunk in handles.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed().is_empty(), "{:?}", out.failed());
+    }
 }
 
 /// The configuration of a fanning-out function whose queue is `url`.
