@@ -153,14 +153,7 @@ async fn run(emu: &Emulator, case: &Case) {
     assert_end_state(emu, case.n).await;
     assert_eq!(queue_depth(&sqs, &queues.url).await, (0, 0));
     assert!(drain_bodies(&sqs, &queues.dlq_url).await.is_empty());
-    let calls: BTreeMap<String, u64> = log["counts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect();
-    let faults = &log["faults"];
-    let throttled = faults["throttle"].as_u64().unwrap() + faults["rate_limited"].as_u64().unwrap();
+    let (calls, throttled) = calls_and_throttles(&log);
     // The quota limit: every policy needs one call of each write operation, at the cap.
     let limit = Duration::from_secs_f64(case.n as f64 / case.cap as f64);
     // SQS delivers at least once: a job delivered twice costs two reads, no write.

@@ -70,14 +70,7 @@ async fn run(emu: &Emulator, case: &Case) -> Figures {
         Ok(r) => r.totals.remediated,
         Err(e) => e.remediated,
     };
-    let calls: BTreeMap<String, u64> = log["counts"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect();
-    let faults = &log["faults"];
-    let throttled = faults["throttle"].as_u64().unwrap() + faults["rate_limited"].as_u64().unwrap();
+    let (calls, throttled) = calls_and_throttles(&log);
     // The physical limit: listing pages one after another, then the busiest operation at its cap.
     let pages = calls.get("ListAuditFindings").copied().unwrap_or(0);
     let busiest = calls

@@ -191,6 +191,20 @@ impl Emulator {
     }
 }
 
+/// From the request log (`GET /_emulator/requests`): requests per operation, and how many were
+/// throttled (injected or by the rate cap).
+pub fn calls_and_throttles(log: &Value) -> (std::collections::BTreeMap<String, u64>, u64) {
+    let calls = log["counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let faults = &log["faults"];
+    let throttled = faults["throttle"].as_u64().unwrap() + faults["rate_limited"].as_u64().unwrap();
+    (calls, throttled)
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
