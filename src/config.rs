@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::pace::Operation;
+use crate::aws::Operation;
+use crate::domain::AfterCreate;
 
 pub const DEFAULT_PREFIX: &str = "WS_AUDIT_";
 /// Policies worked on at once. Chosen from the benchmark figures in README (Performance).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 /// Time left before Lambda's deadline at which no new policy is started: the ones in flight
-/// finish (each IoT call gives up after [`crate::OPERATION_TIMEOUT`]) and the rest is deferred.
+/// finish (each IoT call gives up after [`crate::aws::OPERATION_TIMEOUT`]) and the rest is deferred.
 pub const DEFAULT_DEADLINE_MARGIN_SECONDS: u64 = 30;
 pub const MAX_DEADLINE_MARGIN_SECONDS: u64 = 600;
 /// IoT's documented default quota: calls per second, per account and operation.
@@ -147,6 +148,15 @@ impl Config {
             api_calls_per_second,
             fanout: fanout_from_lookup(&lookup)?,
         })
+    }
+
+    /// What becomes of a replaced version once the restrictive default is in place.
+    pub fn after_create(&self) -> AfterCreate {
+        if self.keep_replaced_version {
+            AfterCreate::KeepReplaced
+        } else {
+            AfterCreate::DeleteReplaced
+        }
     }
 
     /// This process's spacing of calls of `operation` (`None` = unpaced). Without fan-out, the

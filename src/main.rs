@@ -1,11 +1,16 @@
 //! Wiring only: tracing, configuration, the IoT and SQS clients, the Lambda runtime.
 
+// The handler future nests the doors, the engine and the SDK calls deeper than the default
+// layout query depth allows.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
-use iot_audit_remediator::apply::Remediator;
+use iot_audit_remediator::aws::{iot_client, sqs_client};
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle, Cutoff};
-use iot_audit_remediator::restrictive::RestrictivePolicy;
+use iot_audit_remediator::domain::RestrictivePolicy;
+use iot_audit_remediator::engine::{App, Cutoff};
+use iot_audit_remediator::entry::handle;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -27,22 +32,14 @@ async fn main() -> Result<(), Error> {
         fanout_workers = config.fanout.as_ref().map_or(0, |f| f.workers),
         "configured"
     );
-    let fanout = config.fanout.is_some();
-    let mut remediator = Remediator::new(
-        iot_audit_remediator::iot_client(&sdk_config),
-        config,
-        policy,
-    );
-    if fanout {
-        remediator = remediator.with_queue(iot_audit_remediator::sqs_client(&sdk_config));
-    }
-    let remediator = Arc::new(remediator);
+    // The SQS client only when a queue is configured.
+    let sqs = config.fanout.as_ref().map(|_| sqs_client(&sdk_config));
+    let app = Arc::new(App::on_sdk(iot_client(&sdk_config), sqs, config, policy));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let remediator = Arc::clone(&remediator);
+        let app = Arc::clone(&app);
         tracing::debug!(deadline_ms = event.context.deadline, "invocation");
-        let cutoff =
-            Cutoff::before_deadline(event.context.deadline, remediator.config().deadline_margin);
-        async move { handle(&remediator, &event.payload, cutoff).await }
+        let cutoff = Cutoff::before_deadline(event.context.deadline, app.config.deadline_margin);
+        async move { handle(&app, &event.payload, cutoff).await }
     }))
     .await
 }

@@ -3,6 +3,8 @@
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
+use super::operation::Operation;
+
 /// What an error from IoT means for the remediation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IotErrorKind {
@@ -22,14 +24,14 @@ pub enum IotErrorKind {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error("{operation}: {message}")]
 pub struct IotError {
-    pub operation: &'static str,
+    pub operation: Operation,
     pub kind: IotErrorKind,
     pub code: Option<String>,
     pub message: String,
 }
 
 impl IotError {
-    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    pub fn from_sdk<E, R>(operation: Operation, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -53,11 +55,9 @@ impl IotError {
             message,
         }
     }
-}
 
-impl IotError {
     /// A response that breaks the API's contract (a missing field, an impossible state).
-    pub fn unexpected(operation: &'static str, message: impl Into<String>) -> Self {
+    pub fn unexpected(operation: Operation, message: impl Into<String>) -> Self {
         Self {
             operation,
             kind: IotErrorKind::Other,

@@ -6,7 +6,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 /// The shipped document (see `policies/README.md` for why it is not the widely copied one).
-pub const RESTRICTIVE_DOCUMENT: &str = include_str!("../policies/restrictive-shadow-only.json");
+pub const RESTRICTIVE_DOCUMENT: &str = include_str!("../../policies/restrictive-shadow-only.json");
 
 /// AWS IoT limit on a policy document, counted without whitespace.
 pub const MAX_DOCUMENT_CHARS: usize = 2048;
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn permissive_sample_does_not_match() {
         let policy = RestrictivePolicy::builtin().unwrap();
-        assert!(!policy.matches(include_str!("../policies/permissive-sample.json")));
+        assert!(!policy.matches(include_str!("../../policies/permissive-sample.json")));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::findings::PolicyVersionRef;
+use super::finding::PolicyVersionRef;
 
 /// One job: the policy version a finding flagged, and where the finding came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,34 @@ use thiserror::Error;
 /// The check this function remediates.
 pub const OVERLY_PERMISSIVE_CHECK: &str = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK";
 
+/// `eventSource` of the records of an SQS event.
+pub const SQS_EVENT_SOURCE: &str = "aws:sqs";
+
+/// The kinds of Lambda event the function serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// An SNS event (or anything that is not another kind: its records are then rejected one by
+    /// one with a reason).
+    Sns,
+    /// A batch of fan-out jobs from the SQS event source mapping.
+    SqsJobs,
+}
+
+/// Which door an event goes through: SQS records say `eventSource: aws:sqs` (SNS records say
+/// `EventSource: aws:sns`).
+pub fn event_kind(event: &Value) -> EventKind {
+    let source = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first())
+        .and_then(|record| record.get("eventSource"))
+        .and_then(Value::as_str);
+    match source {
+        Some(SQS_EVENT_SOURCE) => EventKind::SqsJobs,
+        _ => EventKind::Sns,
+    }
+}
+
 /// What one SNS record carried.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -283,7 +311,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const AUDIT: &str = include_str!("../events/audit-non-compliant.json");
+    const AUDIT: &str = include_str!("../../events/audit-non-compliant.json");
 
     fn only_message(event: &str) -> ClassifiedRecord {
         let event: Value = serde_json::from_str(event).unwrap();

@@ -10,43 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The IoT operations the function calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Operation {
-    ListAuditFindings,
-    GetPolicy,
-    GetPolicyVersion,
-    ListPolicyVersions,
-    CreatePolicyVersion,
-    DeletePolicyVersion,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 6] = [
-        Operation::ListAuditFindings,
-        Operation::GetPolicy,
-        Operation::GetPolicyVersion,
-        Operation::ListPolicyVersions,
-        Operation::CreatePolicyVersion,
-        Operation::DeletePolicyVersion,
-    ];
-
-    /// The API's name for it (the IAM action without `iot:`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Operation::ListAuditFindings => "ListAuditFindings",
-            Operation::GetPolicy => "GetPolicy",
-            Operation::GetPolicyVersion => "GetPolicyVersion",
-            Operation::ListPolicyVersions => "ListPolicyVersions",
-            Operation::CreatePolicyVersion => "CreatePolicyVersion",
-            Operation::DeletePolicyVersion => "DeletePolicyVersion",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use super::operation::Operation;
 
 /// Spaces the calls of each operation at least `1 / rate` apart, across all workers of the
 /// invocation. A call waits for the next free slot of its operation; calls of different
@@ -54,9 +18,9 @@ impl Operation {
 #[derive(Debug)]
 pub struct Pacer {
     /// The spacing per operation; `None` = unpaced.
-    interval: [Option<Duration>; 6],
+    interval: [Option<Duration>; Operation::COUNT],
     /// The next free slot per operation.
-    next: [Mutex<Option<Instant>>; 6],
+    next: [Mutex<Option<Instant>>; Operation::COUNT],
 }
 
 impl Pacer {
@@ -94,22 +58,6 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn operations_are_the_iam_actions() {
-        let names: Vec<String> = Operation::ALL
-            .iter()
-            .map(|o| format!("iot:{}", o.name()))
-            .collect();
-        let mut names = names;
-        names.sort();
-        let mut actions: Vec<String> = crate::IOT_ACTIONS.iter().map(|a| a.to_string()).collect();
-        actions.sort();
-        assert_eq!(names, actions);
-        for (i, op) in Operation::ALL.iter().enumerate() {
-            assert_eq!(op.index(), i);
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn calls_of_one_operation_are_spaced_at_the_rate() {

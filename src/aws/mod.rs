@@ -1,0 +1,25 @@
+//! The thin AWS edge: the clients with their retry and timeout policy, the port the engine is
+//! generic over and its implementation on the IoT client (one SDK call per method, no
+//! decisions), the findings pager, typed IoT errors, the pacer, and the queue sender. Every SDK
+//! call of the function is in this folder.
+
+mod clients;
+mod error;
+mod findings;
+mod iot;
+mod operation;
+mod pace;
+mod port;
+mod queue;
+
+pub use clients::{
+    iot_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS, MAX_ATTEMPTS,
+    MAX_BACKOFF, OPERATION_TIMEOUT, SQS_ACTIONS,
+};
+pub use error::{IotError, IotErrorKind};
+pub use findings::{pages, Page};
+pub use iot::{SdkIot, MAX_PAGE_SIZE};
+pub use operation::Operation;
+pub use pace::Pacer;
+pub use port::{FindingsPage, Iot, PolicyDefault};
+pub use queue::{Enqueuer, BATCH_SIZE, SEND_ROUNDS};

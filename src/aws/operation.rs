@@ -1,0 +1,71 @@
+//! The IoT operations the function calls, by name: for pacing, errors and IAM.
+
+/// The IoT operations the function calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListAuditFindings,
+    GetPolicy,
+    GetPolicyVersion,
+    ListPolicyVersions,
+    CreatePolicyVersion,
+    DeletePolicyVersion,
+}
+
+impl Operation {
+    pub const COUNT: usize = 6;
+
+    pub const ALL: [Operation; Self::COUNT] = [
+        Operation::ListAuditFindings,
+        Operation::GetPolicy,
+        Operation::GetPolicyVersion,
+        Operation::ListPolicyVersions,
+        Operation::CreatePolicyVersion,
+        Operation::DeletePolicyVersion,
+    ];
+
+    /// The API's name for it (the IAM action without `iot:`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Operation::ListAuditFindings => "ListAuditFindings",
+            Operation::GetPolicy => "GetPolicy",
+            Operation::GetPolicyVersion => "GetPolicyVersion",
+            Operation::ListPolicyVersions => "ListPolicyVersions",
+            Operation::CreatePolicyVersion => "CreatePolicyVersion",
+            Operation::DeletePolicyVersion => "DeletePolicyVersion",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_the_iam_actions() {
+        let names: Vec<String> = Operation::ALL
+            .iter()
+            .map(|o| format!("iot:{}", o.name()))
+            .collect();
+        let mut names = names;
+        names.sort();
+        let mut actions: Vec<String> = super::super::IOT_ACTIONS
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        actions.sort();
+        assert_eq!(names, actions);
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(op.index(), i);
+        }
+    }
+}

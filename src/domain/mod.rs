@@ -1,0 +1,27 @@
+//! Pure code only: no AWS SDK, no tokio, no I/O. What the messages on the topic and the queue
+//! are, which findings are in scope, every decision for one policy, version-id arithmetic, the
+//! job codec and the restrictive document. Everything here is plain data in, plain data out.
+
+mod decide;
+mod finding;
+mod job;
+mod message;
+mod restrictive;
+mod screen;
+mod send;
+mod versions;
+
+pub use decide::{
+    decide, leftover_to_delete, replaced_deleted, slot_freed, slot_to_free, AfterCreate, Conflict,
+    Decision, Deleted, PolicyState, ReplacedDelete,
+};
+pub use finding::{Finding, PolicyVersionRef, Target, IOT_POLICY};
+pub use job::{Job, JobError};
+pub use message::*;
+pub use restrictive::{DocumentError, RestrictivePolicy, MAX_DOCUMENT_CHARS, RESTRICTIVE_DOCUMENT};
+pub use screen::{route, Route, Screen, Screener, SkipReason};
+pub use send::{sort_answer, EntryResult, FailedEntry};
+pub use versions::{
+    compare_version_ids, duplicate_candidates, oldest_non_default, others_created_since,
+    same_version, VersionInfo,
+};

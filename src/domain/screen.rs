@@ -1,0 +1,214 @@
+//! Screening: the checks of a finding that cost no call (SPEC §3.3), and where an audit's
+//! in-scope findings are worked on.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::finding::{Finding, PolicyVersionRef, IOT_POLICY};
+
+/// Why a finding or policy was left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The finding is suppressed.
+    Suppressed,
+    /// The finding's resource is not an IoT policy.
+    NotIotPolicy,
+    /// An `IOT_POLICY` finding without a policy name and version.
+    NoPolicyVersion,
+    /// The policy name does not start with the configured prefix.
+    OutOfScope,
+    /// Another finding of the same audit already named this policy.
+    DuplicateFinding,
+    /// The policy no longer exists.
+    PolicyNotFound,
+    /// The default version already is the restrictive document.
+    AlreadyRemediated,
+    /// The audit flagged the restrictive document itself: reported at error level, not retried.
+    RestrictiveDocumentFlagged,
+    /// The flagged version is no longer the default: someone changed the policy after the audit.
+    StaleFinding,
+}
+
+/// The result of looking at a finding before any IoT call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Screen {
+    InScope(PolicyVersionRef),
+    Skip(SkipReason),
+}
+
+/// Screens the findings of one audit check: cheap filters that cost no call, and at most one
+/// in-scope finding per policy.
+#[derive(Debug)]
+pub struct Screener {
+    prefix: String,
+    seen: HashSet<String>,
+}
+
+impl Screener {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The checks of one finding, and at most one in-scope finding per policy.
+    pub fn screen(&mut self, finding: &Finding) -> Screen {
+        match self.check(finding) {
+            Screen::InScope(policy) if !self.seen.insert(policy.policy_name.clone()) => {
+                Screen::Skip(SkipReason::DuplicateFinding)
+            }
+            screen => screen,
+        }
+    }
+
+    /// The checks of one finding on its own, without looking at the others.
+    pub fn check(&self, finding: &Finding) -> Screen {
+        if finding.resource_type.as_deref() != Some(IOT_POLICY) {
+            return Screen::Skip(SkipReason::NotIotPolicy);
+        }
+        let Some(policy) = &finding.policy else {
+            return Screen::Skip(SkipReason::NoPolicyVersion);
+        };
+        if finding.is_suppressed {
+            return Screen::Skip(SkipReason::Suppressed);
+        }
+        self.check_policy(policy)
+    }
+
+    /// The check left for a policy version that comes without a finding around it (a fan-out
+    /// job: the queue is an input like any other, so the prefix is checked again).
+    pub fn check_policy(&self, policy: &PolicyVersionRef) -> Screen {
+        if !policy.policy_name.starts_with(&self.prefix) {
+            return Screen::Skip(SkipReason::OutOfScope);
+        }
+        Screen::InScope(policy.clone())
+    }
+}
+
+/// Where the in-scope findings of a check are worked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// In this invocation.
+    Inline,
+    /// One job per policy on the fan-out queue.
+    FanOut,
+}
+
+/// Fan out unless fan-out is off (`inline_max` is `None`) or the audit says the check has at
+/// most `inline_max` non-compliant resources. An audit that does not say is fanned out: its
+/// size is unknown, and a queue handles any size.
+pub fn route(non_compliant: Option<u64>, inline_max: Option<u64>) -> Route {
+    match (inline_max, non_compliant) {
+        (None, _) => Route::Inline,
+        (Some(max), Some(n)) if n <= max => Route::Inline,
+        (Some(_), _) => Route::FanOut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_fan_out_setting_and_audit_size() {
+        assert_eq!(route(Some(50_000), None), Route::Inline);
+        assert_eq!(route(None, None), Route::Inline);
+        assert_eq!(route(Some(1), Some(0)), Route::FanOut);
+        assert_eq!(route(Some(0), Some(0)), Route::Inline);
+        assert_eq!(route(Some(100), Some(100)), Route::Inline);
+        assert_eq!(route(Some(101), Some(100)), Route::FanOut);
+        assert_eq!(route(None, Some(100)), Route::FanOut);
+    }
+
+    fn finding(name: &str, version: &str) -> Finding {
+        Finding {
+            finding_id: Some(format!("f-{name}-{version}")),
+            resource_type: Some(IOT_POLICY.into()),
+            policy: Some(PolicyVersionRef {
+                policy_name: name.into(),
+                version_id: version.into(),
+            }),
+            is_suppressed: false,
+        }
+    }
+
+    #[test]
+    fn screen_in_scope() {
+        let mut s = Screener::new("WS_AUDIT_");
+        assert_eq!(
+            s.screen(&finding("WS_AUDIT_a", "3")),
+            Screen::InScope(PolicyVersionRef {
+                policy_name: "WS_AUDIT_a".into(),
+                version_id: "3".into()
+            })
+        );
+    }
+
+    #[test]
+    fn screen_out_of_prefix() {
+        let mut s = Screener::new("WS_AUDIT_");
+        for name in ["Other", "ws_audit_lower", "XWS_AUDIT_a", "WS_AUDIT"] {
+            assert_eq!(
+                s.screen(&finding(name, "1")),
+                Screen::Skip(SkipReason::OutOfScope),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn screen_suppressed() {
+        let mut s = Screener::new("WS_AUDIT_");
+        let f = Finding {
+            is_suppressed: true,
+            ..finding("WS_AUDIT_a", "1")
+        };
+        assert_eq!(s.screen(&f), Screen::Skip(SkipReason::Suppressed));
+        // A suppressed finding does not claim the policy: an unsuppressed one still counts.
+        assert!(matches!(
+            s.screen(&finding("WS_AUDIT_a", "1")),
+            Screen::InScope(_)
+        ));
+    }
+
+    #[test]
+    fn screen_not_an_iot_policy() {
+        let mut s = Screener::new("WS_AUDIT_");
+        for resource_type in [Some("DEVICE_CERTIFICATE"), Some("iot_policy"), None] {
+            let f = Finding {
+                resource_type: resource_type.map(str::to_owned),
+                ..finding("WS_AUDIT_a", "1")
+            };
+            assert_eq!(s.screen(&f), Screen::Skip(SkipReason::NotIotPolicy));
+        }
+        let f = Finding {
+            policy: None,
+            ..finding("WS_AUDIT_a", "1")
+        };
+        assert_eq!(s.screen(&f), Screen::Skip(SkipReason::NoPolicyVersion));
+    }
+
+    #[test]
+    fn screen_same_policy_in_several_findings_is_handled_once() {
+        let mut s = Screener::new("WS_AUDIT_");
+        assert!(matches!(
+            s.screen(&finding("WS_AUDIT_a", "1")),
+            Screen::InScope(_)
+        ));
+        assert_eq!(
+            s.screen(&finding("WS_AUDIT_a", "1")),
+            Screen::Skip(SkipReason::DuplicateFinding)
+        );
+        assert_eq!(
+            s.screen(&finding("WS_AUDIT_a", "2")),
+            Screen::Skip(SkipReason::DuplicateFinding)
+        );
+        assert!(matches!(
+            s.screen(&finding("WS_AUDIT_b", "1")),
+            Screen::InScope(_)
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+//! The engine: what happens to one in-scope finding ([`remediate`], the decision and the calls
+//! that carry it out, in one file), and what both doors share to run many of them: the bounded
+//! [`Pool`] with its panic guard, the deadline [`Cutoff`], and the application context [`App`].
+
+mod context;
+mod cutoff;
+mod pool;
+mod remediate;
+
+pub use context::App;
+pub use cutoff::Cutoff;
+pub use pool::Pool;
+pub use remediate::remediate;

@@ -1,0 +1,306 @@
+//! The SNS door (SPEC §2–§6): every record of the event, every in-scope finding of a completed
+//! audit worked on inline or sent to the fan-out queue, one report.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::aws::{self, Enqueuer, Iot, IotError, BATCH_SIZE};
+use crate::domain::{
+    classify_event, route, AuditDetail, AuditMessage, Job, Message, Route, Screen, Screener,
+    Target, TaskStatus,
+};
+use crate::engine::{App, Cutoff, Pool};
+use crate::report::{
+    AuditReport, CheckHandling, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
+    RecordSkipReason, Report,
+};
+
+/// The invocation fails after everything else is done when part of the work could not be
+/// completed, so that Lambda's asynchronous retry (and then the on-failure destination) takes
+/// over. Retrying is safe: a second run skips what is already remediated.
+#[derive(Error)]
+#[error(
+    "{failed} in-scope policies could not be remediated, {deferred} were deferred at the deadline and \
+     {listing_errors} finding lists could not be read to the end; {remediated} remediated in this run. \
+     Each is logged with its policy name and reason"
+)]
+pub struct Incomplete {
+    pub failed: usize,
+    pub deferred: usize,
+    pub listing_errors: usize,
+    pub remediated: usize,
+    /// Everything that was done, failures included (also logged line by line).
+    pub report: Report,
+}
+
+/// Counts only: the runtime logs the error with `{:?}`, and the report can be megabytes (every
+/// decision in it is logged on its own line already).
+impl std::fmt::Debug for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incomplete")
+            .field("failed", &self.failed)
+            .field("deferred", &self.deferred)
+            .field("listing_errors", &self.listing_errors)
+            .field("remediated", &self.remediated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Handles one SNS event. Bad records are reported as rejected and never fail the invocation.
+pub async fn handle_event<P: Iot>(
+    app: &Arc<App<P>>,
+    event: &Value,
+    cutoff: Cutoff,
+) -> Result<Report, Incomplete> {
+    let mut report = Report::new(app.config.dry_run);
+    for record in classify_event(event) {
+        let outcome = match record.message {
+            Err(reason) => RecordOutcome::Rejected {
+                reason: reason.to_string(),
+            },
+            Ok(message) => record_outcome(app, message, cutoff).await,
+        };
+        report.push(RecordReport {
+            message_id: record.message_id,
+            outcome,
+        });
+    }
+    let t = &report.totals;
+    if t.incomplete() > 0 {
+        return Err(Incomplete {
+            failed: t.failed,
+            deferred: t.deferred,
+            listing_errors: t.listing_errors,
+            remediated: t.remediated,
+            report,
+        });
+    }
+    Ok(report)
+}
+
+/// What one recognised message comes to: only a completed audit is acted on.
+async fn record_outcome<P: Iot>(
+    app: &Arc<App<P>>,
+    message: Message,
+    cutoff: Cutoff,
+) -> RecordOutcome {
+    let skipped = |reason, task_id, detail| RecordOutcome::Skipped {
+        reason,
+        task_id,
+        detail: Some(detail),
+    };
+    match message {
+        Message::DetectViolation(v) => skipped(
+            RecordSkipReason::DetectViolation,
+            None,
+            format!(
+                "violation {} of thing {} ({})",
+                v.violation_id.as_deref().unwrap_or("?"),
+                v.thing_name.as_deref().unwrap_or("?"),
+                v.violation_event_type.as_deref().unwrap_or("?"),
+            ),
+        ),
+        Message::FindingNotification(f) => skipped(
+            RecordSkipReason::FindingNotification,
+            f.task_id,
+            format!("finding {}", f.finding_id.as_deref().unwrap_or("?")),
+        ),
+        Message::Audit(audit) if audit.task_status != TaskStatus::Completed => skipped(
+            RecordSkipReason::TaskNotCompleted,
+            Some(audit.task_id),
+            format!("taskStatus is {}", audit.task_status),
+        ),
+        Message::Audit(audit) => RecordOutcome::Processed(handle_audit(app, &audit, cutoff).await),
+    }
+}
+
+/// Handles one completed audit: lists the findings of the non-compliant overly permissive
+/// check and works on them (or sends them to the fan-out queue); other checks are only reported.
+pub async fn handle_audit<P: Iot>(
+    app: &Arc<App<P>>,
+    audit: &AuditMessage,
+    cutoff: Cutoff,
+) -> AuditReport {
+    let mut report = AuditReport::new(audit);
+    for detail in &audit.audit_details {
+        let mut check = CheckReport::new(detail);
+        if detail.is_remediable() {
+            let sink = sink_for(app, detail, &mut check);
+            let ctx = CheckContext {
+                app,
+                task_id: &audit.task_id,
+                check_name: &detail.check_name,
+                cutoff,
+            };
+            match handle_check(&ctx, sink, &mut report).await {
+                ListingEnd::Complete => {}
+                ListingEnd::Deferred => {
+                    tracing::warn!(task_id = %audit.task_id, check = %detail.check_name,
+                        "deadline near: stopped listing findings; the invocation will fail so Lambda retries");
+                    check.listing_deferred = true;
+                }
+                ListingEnd::Failed(e) => {
+                    tracing::error!(task_id = %audit.task_id, check = %detail.check_name, error = %e,
+                        "could not list every finding; the invocation will fail so Lambda retries");
+                    check.listing_error = Some(e.to_string());
+                }
+            }
+        }
+        report.push_check(check);
+    }
+    report
+}
+
+/// Inline, or one job per policy on the fan-out queue when one is configured and the audit is
+/// large enough (`FANOUT_INLINE_MAX_FINDINGS`).
+fn sink_for<'a, P>(app: &'a App<P>, detail: &AuditDetail, check: &mut CheckReport) -> Sink<'a> {
+    let queue = app.queue.as_ref();
+    let inline_max = queue
+        .and(app.config.fanout.as_ref())
+        .map(|f| f.inline_max_findings);
+    match (
+        route(detail.non_compliant_resources_count, inline_max),
+        queue,
+    ) {
+        (Route::FanOut, Some(enqueuer)) => {
+            check.handling = CheckHandling::FindingsEnqueued;
+            Sink::Queue {
+                enqueuer,
+                buffer: Vec::new(),
+            }
+        }
+        _ => Sink::Inline(Pool::new(app.config.max_concurrency.get())),
+    }
+}
+
+/// How the listing of a check's findings ended.
+enum ListingEnd {
+    Complete,
+    /// Stopped at the cutoff: findings after that point were not seen.
+    Deferred,
+    /// `ListAuditFindings` failed after the SDK's retries.
+    Failed(IotError),
+}
+
+struct CheckContext<'a, P> {
+    app: &'a Arc<App<P>>,
+    task_id: &'a str,
+    check_name: &'a str,
+    cutoff: Cutoff,
+}
+
+/// Where in-scope findings go.
+enum Sink<'a> {
+    /// Remediated in this invocation.
+    Inline(Pool<()>),
+    /// Sent to the fan-out queue, [`BATCH_SIZE`] jobs per call.
+    Queue {
+        enqueuer: &'a Enqueuer,
+        buffer: Vec<Job>,
+    },
+}
+
+impl Sink<'_> {
+    /// Takes one in-scope finding; files the reports of whatever finished meanwhile.
+    async fn take<P: Iot>(
+        &mut self,
+        ctx: &CheckContext<'_, P>,
+        target: Target,
+        report: &mut AuditReport,
+    ) {
+        match self {
+            Sink::Inline(pool) => {
+                if let Some(((), deferred)) = pool.start(ctx.app, (), target, ctx.cutoff).await {
+                    report.push(deferred);
+                }
+                pool.finished(|(), finding| report.push(finding));
+            }
+            Sink::Queue { enqueuer, buffer } => {
+                buffer.push(Job {
+                    task_id: Some(ctx.task_id.to_owned()),
+                    finding_id: target.finding_id,
+                    policy: target.policy,
+                });
+                if buffer.len() == BATCH_SIZE {
+                    send_jobs(enqueuer, std::mem::take(buffer), report).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for what is in flight, or sends what is buffered.
+    async fn finish(self, report: &mut AuditReport) {
+        match self {
+            Sink::Inline(mut pool) => pool.rest(|(), finding| report.push(finding)).await,
+            Sink::Queue { enqueuer, buffer } => {
+                if !buffer.is_empty() {
+                    send_jobs(enqueuer, buffer, report).await;
+                }
+            }
+        }
+    }
+}
+
+async fn send_jobs(enqueuer: &Enqueuer, jobs: Vec<Job>, report: &mut AuditReport) {
+    let results = enqueuer.send(&jobs).await;
+    for (job, result) in jobs.into_iter().zip(results) {
+        let outcome = match result {
+            Ok(()) => Outcome::Enqueued,
+            Err(error) => Outcome::Failed { error },
+        };
+        report.push(FindingReport::new(
+            job.finding_id,
+            Some(&job.policy),
+            outcome,
+        ));
+    }
+}
+
+/// Streams the findings of one check into `sink`. A page is fetched only when the sink has
+/// taken the previous one (inline: when a worker slot is free), so memory stays flat on large
+/// audits. Findings seen before a listing error or the cutoff are still handled (or deferred).
+async fn handle_check<P: Iot>(
+    ctx: &CheckContext<'_, P>,
+    mut sink: Sink<'_>,
+    report: &mut AuditReport,
+) -> ListingEnd {
+    let mut screener = Screener::new(ctx.app.config.target_policy_prefix.clone());
+    let mut pages = pin!(aws::pages(&ctx.app.iot, ctx.task_id, ctx.check_name));
+    let mut listing = ListingEnd::Complete;
+    loop {
+        let page = match pages.next().await {
+            None => break,
+            Some(Ok(page)) => page,
+            Some(Err(e)) => {
+                listing = ListingEnd::Failed(e);
+                break;
+            }
+        };
+        for finding in page.findings {
+            match screener.screen(&finding) {
+                Screen::Skip(reason) => report.push(FindingReport::new(
+                    finding.finding_id,
+                    finding.policy.as_ref(),
+                    Outcome::Skipped { reason },
+                )),
+                Screen::InScope(policy) => {
+                    let target = Target {
+                        finding_id: finding.finding_id,
+                        policy,
+                    };
+                    sink.take(ctx, target, report).await;
+                }
+            }
+        }
+        if page.more && ctx.cutoff.passed() {
+            listing = ListingEnd::Deferred;
+            break;
+        }
+    }
+    sink.finish(report).await;
+    listing
+}

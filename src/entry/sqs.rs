@@ -1,0 +1,222 @@
+//! The SQS door: a batch of remediation jobs from the fan-out queue, as the event source mapping
+//! delivers it, in small steps: read the batch, screen each job, run them (one job per policy
+//! at a time) through the same engine as an inline finding, settle `batchItemFailures`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::aws::Iot;
+use crate::domain::{Job, Screen, Screener, Target};
+use crate::engine::{App, Cutoff, Pool};
+use crate::report::{FindingReport, JobsReport, Outcome};
+
+/// A message of the batch and what the log needs of it.
+struct Delivery {
+    message_id: String,
+    task_id: Option<String>,
+    receive_count: String,
+}
+
+/// The batch as it is worked on. Every named message starts out as a failure and is struck off
+/// once done, so that no path can lose one.
+struct Batch {
+    report: JobsReport,
+    not_done: Vec<String>,
+    done: BTreeSet<String>,
+}
+
+/// Works on every job of the batch, at most `MAX_CONCURRENCY` at once and one job per policy
+/// at a time. A message counts as done only once its job has an outcome that needs no retry;
+/// everything else, including anything that could not even be read, is listed in
+/// `batchItemFailures`.
+pub async fn handle_jobs<P: Iot>(
+    app: &Arc<App<P>>,
+    records: &[Value],
+    cutoff: Cutoff,
+) -> JobsReport {
+    let mut batch = Batch {
+        report: JobsReport {
+            jobs: records.len(),
+            ..JobsReport::default()
+        },
+        not_done: Vec::new(),
+        done: BTreeSet::new(),
+    };
+    let jobs = read(records, &mut batch);
+    let jobs = screen(app, jobs, &mut batch);
+    run(app, jobs, cutoff, &mut batch).await;
+    batch.settle()
+}
+
+/// Reads each record as a job; what is not one is rejected. SQS delivers at least once, and a
+/// batch is gathered from several receives: the same message twice is one job.
+fn read(records: &[Value], batch: &mut Batch) -> Vec<(Delivery, Job)> {
+    let mut seen_ids: HashSet<&str> = HashSet::new();
+    let mut jobs = Vec::new();
+    for raw in records {
+        let id = raw
+            .get("messageId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        if let Some(id) = id {
+            if !seen_ids.insert(id) {
+                tracing::warn!(
+                    message_id = id,
+                    "the same message twice in one batch; handled once"
+                );
+                continue;
+            }
+        }
+        let message = match SqsMessage::deserialize(raw) {
+            Ok(message) => message,
+            Err(e) => {
+                batch.reject(id, "-", &format!("not an SQS message: {e}"));
+                continue;
+            }
+        };
+        let receive_count = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .cloned()
+            .unwrap_or_else(|| "-".into());
+        let job = match Job::parse(message.body.as_deref()) {
+            Ok(job) => job,
+            Err(e) => {
+                batch.reject(id, &receive_count, &e.to_string());
+                continue;
+            }
+        };
+        let Some(id) = id else {
+            batch.reject(None, &receive_count, "the record has no messageId");
+            continue;
+        };
+        batch.not_done.push(id.to_owned());
+        let delivery = Delivery {
+            message_id: id.to_owned(),
+            task_id: job.task_id.clone(),
+            receive_count,
+        };
+        jobs.push((delivery, job));
+    }
+    jobs
+}
+
+/// The queue is an input like any other: the prefix is checked again here. Out-of-scope jobs
+/// are done with no call.
+fn screen<P>(
+    app: &App<P>,
+    jobs: Vec<(Delivery, Job)>,
+    batch: &mut Batch,
+) -> Vec<(Delivery, Target)> {
+    let screener = Screener::new(app.config.target_policy_prefix.clone());
+    let mut in_scope = Vec::new();
+    for (delivery, job) in jobs {
+        match screener.check_policy(&job.policy) {
+            Screen::Skip(reason) => {
+                let skipped = FindingReport::new(
+                    job.finding_id,
+                    Some(&job.policy),
+                    Outcome::Skipped { reason },
+                );
+                batch.file(&delivery, &skipped);
+            }
+            Screen::InScope(policy) => {
+                let target = Target {
+                    finding_id: job.finding_id,
+                    policy,
+                };
+                in_scope.push((delivery, target));
+            }
+        }
+    }
+    in_scope
+}
+
+/// Runs the jobs in the pool in waves: two jobs for one policy (two audits, or a job
+/// redelivered next to a newer one) do not race; the second starts once the first has
+/// finished, and decides from what it left.
+async fn run<P: Iot>(
+    app: &Arc<App<P>>,
+    mut jobs: Vec<(Delivery, Target)>,
+    cutoff: Cutoff,
+    batch: &mut Batch,
+) {
+    let mut pool: Pool<Delivery> = Pool::new(app.config.max_concurrency.get());
+    while !jobs.is_empty() {
+        let mut started: HashSet<String> = HashSet::new();
+        let mut later = Vec::new();
+        for (delivery, target) in jobs {
+            if !started.insert(target.policy.policy_name.clone()) {
+                later.push((delivery, target));
+                continue;
+            }
+            if let Some((delivery, deferred)) = pool.start(app, delivery, target, cutoff).await {
+                batch.file(&delivery, &deferred);
+            }
+            pool.finished(|delivery, finding| batch.file(&delivery, &finding));
+        }
+        pool.rest(|delivery, finding| batch.file(&delivery, &finding))
+            .await;
+        jobs = later;
+    }
+}
+
+impl Batch {
+    /// Logs and counts one job's outcome; a job that needs no retry is done.
+    fn file(&mut self, delivery: &Delivery, finding: &FindingReport) {
+        let task_id = delivery.task_id.as_deref().unwrap_or("-");
+        self.report.totals.file(task_id, finding);
+        if finding.outcome.is_incomplete() {
+            tracing::warn!(message_id = %delivery.message_id, receive_count = %delivery.receive_count,
+                policy = finding.policy_name.as_deref().unwrap_or("-"),
+                "job returned to the queue: it is delivered again after the visibility timeout");
+        } else {
+            self.done.insert(delivery.message_id.clone());
+        }
+    }
+
+    /// A message that is not a job: listed as a failure when it can be named, so that the
+    /// queue's receive limit moves it to the dead-letter queue, where it can be read.
+    fn reject(&mut self, id: Option<&str>, receive_count: &str, reason: &str) {
+        self.report.rejected += 1;
+        match id {
+            Some(id) => {
+                tracing::error!(message_id = id, receive_count, reason,
+                    "not a remediation job; it goes to the dead-letter queue after the queue's receive limit");
+                self.not_done.push(id.to_owned());
+            }
+            None => {
+                self.report.unnamed += 1;
+                tracing::error!(
+                    reason,
+                    "an SQS record without a messageId; the whole batch fails so that it is not lost"
+                );
+            }
+        }
+    }
+
+    /// Names in `batchItemFailures` every message not struck off, and logs the batch's line.
+    fn settle(self) -> JobsReport {
+        let mut report = self.report;
+        for id in self.not_done {
+            if !self.done.contains(&id) {
+                report.response.add_failure(id);
+            }
+        }
+        tracing::info!(
+            jobs = report.jobs,
+            failures = report.response.batch_item_failures.len(),
+            rejected = report.rejected,
+            remediated = report.totals.remediated,
+            skipped = report.totals.skipped,
+            failed = report.totals.failed,
+            deferred = report.totals.deferred,
+            "job batch done"
+        );
+        report
+    }
+}
