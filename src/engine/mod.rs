@@ -11,3 +11,8 @@ pub use context::App;
 pub use cutoff::Cutoff;
 pub use pool::Pool;
 pub use remediate::remediate;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

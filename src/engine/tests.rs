@@ -1,0 +1,403 @@
+//! The engine on the in-memory fake: every branch of one finding's path, in milliseconds.
+
+use std::sync::Arc;
+
+use super::fake::{FakeIot, Fleet};
+use super::*;
+use crate::aws::{IotErrorKind, Operation};
+use crate::config::Config;
+use crate::domain::{
+    PolicyVersionRef, RestrictivePolicy, SkipReason, Target, RESTRICTIVE_DOCUMENT,
+};
+use crate::report::{FindingReport, Outcome};
+
+const NAME: &str = "WS_AUDIT_p";
+const PERMISSIVE: &str = include_str!("../../policies/permissive-sample.json");
+const OTHER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
+
+fn config(keep: bool, dry_run: bool) -> Config {
+    Config {
+        keep_replaced_version: keep,
+        dry_run,
+        api_calls_per_second: 0,
+        ..Config::default()
+    }
+}
+
+/// A policy whose versions have these documents, in order (ids from 1); `default` is the id of
+/// the default version.
+fn fleet(documents: &[&str], default: u64) -> Fleet {
+    let mut fleet = Fleet::default();
+    for document in documents {
+        fleet.create(NAME, document, false).unwrap();
+    }
+    fleet.set_default(NAME, default);
+    fleet
+}
+
+fn on_fake(iot: FakeIot, config: Config) -> Arc<App<FakeIot>> {
+    Arc::new(App::new(iot, config, RestrictivePolicy::builtin().unwrap()))
+}
+
+fn target(version: &str) -> Target {
+    Target {
+        finding_id: Some(format!("f-{version}")),
+        policy: PolicyVersionRef {
+            policy_name: NAME.into(),
+            version_id: version.into(),
+        },
+    }
+}
+
+async fn run(app: &Arc<App<FakeIot>>, version: &str) -> FindingReport {
+    remediate(app, target(version)).await
+}
+
+/// The policy's versions as (id, is default, is the restrictive document).
+fn state(app: &App<FakeIot>) -> Vec<(u64, bool, bool)> {
+    let restrictive = &app.restrictive;
+    app.iot
+        .fleet()
+        .versions(NAME)
+        .into_iter()
+        .map(|v| (v.id, v.is_default, restrictive.matches(&v.document)))
+        .collect()
+}
+
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn failed(report: &FindingReport) -> &str {
+    match &report.outcome {
+        Outcome::Failed { error } => error,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn remediates_and_deletes_the_replaced_version() {
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(false, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.default_version_id.as_deref(), Some("1"));
+    assert_eq!(report.new_version_id.as_deref(), Some("2"));
+    assert_eq!(report.deleted_version_ids, ids(&["1"]));
+    assert_eq!(report.kept_version_id, None);
+    assert_eq!(report.replaced_document.as_deref(), Some(PERMISSIVE));
+    assert_eq!(state(&app), [(2, true, true)]);
+    let ops: Vec<Operation> = app.iot.calls().into_iter().map(|(op, _)| op).collect();
+    assert_eq!(
+        ops,
+        [
+            Operation::GetPolicy,
+            Operation::CreatePolicyVersion,
+            Operation::DeletePolicyVersion
+        ]
+    );
+}
+
+#[tokio::test]
+async fn remediates_and_keeps_the_replaced_version() {
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(true, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.kept_version_id.as_deref(), Some("1"));
+    assert!(report.deleted_version_ids.is_empty());
+    assert_eq!(state(&app), [(1, false, false), (2, true, true)]);
+    assert_eq!(app.iot.writes(), [Operation::CreatePolicyVersion]);
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_and_writes_nothing() {
+    for keep in [false, true] {
+        let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(keep, true));
+        let report = run(&app, "1").await;
+        assert_eq!(report.outcome, Outcome::WouldRemediate);
+        assert_eq!(report.replaced_document.as_deref(), Some(PERMISSIVE));
+        assert_eq!(report.new_version_id, None);
+        if keep {
+            assert_eq!(report.kept_version_id.as_deref(), Some("1"));
+            assert!(report.would_delete_version_ids.is_empty());
+        } else {
+            assert_eq!(report.would_delete_version_ids, ids(&["1"]));
+        }
+        assert!(app.iot.writes().is_empty());
+        assert_eq!(state(&app), [(1, true, false)]);
+    }
+}
+
+#[tokio::test]
+async fn at_the_version_limit_the_oldest_non_default_version_makes_room() {
+    // Five versions; the flagged permissive one (5) is the default and the newest.
+    let documents = [OTHER, OTHER, OTHER, OTHER, PERMISSIVE];
+    let app = on_fake(FakeIot::new(fleet(&documents, 5)), config(false, false));
+    let report = run(&app, "5").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.new_version_id.as_deref(), Some("6"));
+    assert_eq!(report.deleted_version_ids, ids(&["1", "5"]));
+    assert_eq!(
+        state(&app),
+        [
+            (2, false, false),
+            (3, false, false),
+            (4, false, false),
+            (6, true, true)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn at_the_limit_the_default_is_never_the_slot_freed() {
+    // The permissive default is the oldest version: version 2 goes instead.
+    let documents = [PERMISSIVE, OTHER, OTHER, OTHER, OTHER];
+    let app = on_fake(FakeIot::new(fleet(&documents, 1)), config(true, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.deleted_version_ids, ids(&["2"]));
+    assert_eq!(report.kept_version_id.as_deref(), Some("1"));
+    assert!(state(&app).contains(&(1, false, false)));
+}
+
+#[tokio::test]
+async fn at_the_limit_a_default_that_changed_meanwhile_frees_no_slot() {
+    let documents = [OTHER, OTHER, OTHER, OTHER, PERMISSIVE];
+    // Between GetPolicy and the listing, someone makes version 4 the default.
+    let iot = FakeIot::new(fleet(&documents, 5)).with_hook(|op, name, fleet| {
+        if op == Operation::ListPolicyVersions {
+            fleet.set_default(name, 4);
+        }
+    });
+    let app = on_fake(iot, config(false, false));
+    let report = run(&app, "5").await;
+    assert!(
+        failed(&report).starts_with(
+            "ListPolicyVersions: at the version limit and version 5 is no longer the default"
+        ),
+        "{report:?}"
+    );
+    assert!(report.deleted_version_ids.is_empty());
+    assert_eq!(state(&app).len(), 5, "nothing deleted");
+    assert_eq!(app.iot.writes(), [Operation::CreatePolicyVersion]);
+}
+
+#[tokio::test]
+async fn at_the_limit_a_slot_taken_again_is_a_failure() {
+    let documents = [OTHER, OTHER, OTHER, OTHER, PERMISSIVE];
+    // Another writer takes the freed slot before the second create.
+    let iot = FakeIot::new(fleet(&documents, 5)).with_hook(|op, name, fleet| {
+        if op == Operation::CreatePolicyVersion && fleet.versions(name).len() == 4 {
+            fleet.create(name, OTHER, false).unwrap();
+        }
+    });
+    let app = on_fake(iot, config(false, false));
+    let report = run(&app, "5").await;
+    assert!(
+        failed(&report).starts_with("CreatePolicyVersion:"),
+        "{report:?}"
+    );
+    // What was done before the failure is in the report.
+    assert_eq!(report.deleted_version_ids, ids(&["1"]));
+    assert_eq!(report.new_version_id, None);
+}
+
+#[tokio::test]
+async fn a_vanished_replaced_version_means_another_run_and_its_duplicate_is_tidied() {
+    // Before this run deletes version 1, a concurrent run creates its own restrictive default
+    // (3) and deletes version 1.
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1)).with_hook(|op, name, fleet| {
+        if op == Operation::DeletePolicyVersion && fleet.versions(name).iter().any(|v| v.id == 1) {
+            fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+            fleet.delete(name, 1);
+        }
+    });
+    let app = on_fake(iot, config(false, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.new_version_id.as_deref(), Some("2"));
+    assert_eq!(
+        report.deleted_version_ids,
+        ids(&["2"]),
+        "this run's duplicate"
+    );
+    assert_eq!(state(&app), [(3, true, true)]);
+}
+
+#[tokio::test]
+async fn a_gap_in_version_ids_means_another_writer_and_triggers_the_tidy() {
+    // A concurrent run's restrictive version lands just before this run's create.
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1)).with_hook(|op, name, fleet| {
+        if op == Operation::CreatePolicyVersion && fleet.versions(name).len() == 1 {
+            fleet.create(name, RESTRICTIVE_DOCUMENT, false).unwrap();
+        }
+    });
+    let app = on_fake(iot, config(true, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.new_version_id.as_deref(), Some("3"));
+    assert_eq!(report.deleted_version_ids, ids(&["2"]));
+    assert_eq!(state(&app), [(1, false, false), (3, true, true)]);
+}
+
+#[tokio::test]
+async fn a_replaced_version_that_is_default_again_fails_the_policy() {
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1)).with_hook(|op, name, fleet| {
+        if op == Operation::DeletePolicyVersion {
+            fleet.set_default(name, 1);
+        }
+    });
+    let app = on_fake(iot, config(false, false));
+    let report = run(&app, "1").await;
+    assert_eq!(
+        failed(&report),
+        "DeletePolicyVersion: the replaced version 1 is the default again: another writer changed the policy"
+    );
+    assert_eq!(
+        report.new_version_id.as_deref(),
+        Some("2"),
+        "the create is reported"
+    );
+}
+
+#[tokio::test]
+async fn already_remediated_finishes_what_an_earlier_run_left() {
+    // The flagged permissive version 1 left behind, and a duplicate restrictive version 3.
+    let documents = [PERMISSIVE, RESTRICTIVE_DOCUMENT, RESTRICTIVE_DOCUMENT];
+    let app = on_fake(FakeIot::new(fleet(&documents, 2)), config(false, false));
+    let report = run(&app, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::AlreadyRemediated
+        }
+    );
+    assert_eq!(report.deleted_version_ids, ids(&["1", "3"]));
+    assert_eq!(state(&app), [(2, true, true)]);
+}
+
+#[tokio::test]
+async fn already_remediated_keeps_a_kept_version_and_a_dry_run_only_says() {
+    let documents = [PERMISSIVE, RESTRICTIVE_DOCUMENT, OTHER];
+    let app_keep = on_fake(FakeIot::new(fleet(&documents, 2)), config(true, false));
+    let report = run(&app_keep, "1").await;
+    assert!(report.deleted_version_ids.is_empty(), "{report:?}");
+    assert_eq!(
+        state(&app_keep).len(),
+        3,
+        "another document is never tidied"
+    );
+    assert!(app_keep.iot.writes().is_empty());
+
+    let dry = on_fake(FakeIot::new(fleet(&documents, 2)), config(false, true));
+    let report = run(&dry, "1").await;
+    assert_eq!(report.would_delete_version_ids, ids(&["1"]));
+    assert!(dry.iot.writes().is_empty());
+}
+
+#[tokio::test]
+async fn the_restrictive_document_flagged_itself_is_left_alone() {
+    let app = on_fake(
+        FakeIot::new(fleet(&[RESTRICTIVE_DOCUMENT], 1)),
+        config(false, false),
+    );
+    let report = run(&app, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::RestrictiveDocumentFlagged
+        }
+    );
+    assert_eq!(app.iot.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_finding_and_a_gone_policy_cost_one_read() {
+    let app_stale = on_fake(
+        FakeIot::new(fleet(&[PERMISSIVE, OTHER], 2)),
+        config(false, false),
+    );
+    let report = run(&app_stale, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::StaleFinding
+        }
+    );
+    assert_eq!(report.default_version_id.as_deref(), Some("2"));
+    assert_eq!(app_stale.iot.calls().len(), 1);
+
+    let gone = on_fake(FakeIot::new(Fleet::default()), config(false, false));
+    let report = run(&gone, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::PolicyNotFound
+        }
+    );
+    assert_eq!(report.default_version_id, None);
+}
+
+#[tokio::test]
+async fn an_error_fails_the_policy_with_what_was_done() {
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1));
+    iot.fail_next(Operation::DeletePolicyVersion, IotErrorKind::Other);
+    let app = on_fake(iot, config(false, false));
+    let report = run(&app, "1").await;
+    assert!(
+        failed(&report).starts_with("DeletePolicyVersion: "),
+        "{report:?}"
+    );
+    assert_eq!(report.new_version_id.as_deref(), Some("2"));
+    assert_eq!(report.replaced_document.as_deref(), Some(PERMISSIVE));
+
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1));
+    iot.fail_next(Operation::GetPolicy, IotErrorKind::Other);
+    let unread = on_fake(iot, config(false, false));
+    let report = run(&unread, "1").await;
+    assert!(failed(&report).starts_with("GetPolicy: "), "{report:?}");
+    assert!(unread.iot.writes().is_empty());
+}
+
+#[tokio::test]
+async fn a_panic_costs_one_policy() {
+    let mut fleet = fleet(&[PERMISSIVE], 1);
+    fleet.create("WS_AUDIT_bug", PERMISSIVE, true).unwrap();
+    let iot = FakeIot::new(fleet).with_hook(|op, name, _| {
+        if op == Operation::GetPolicy && name == "WS_AUDIT_bug" {
+            panic!("a bug");
+        }
+    });
+    let app = on_fake(iot, config(false, false));
+    let mut pool: Pool<&str> = Pool::new(2);
+    let bug = Target {
+        policy: PolicyVersionRef {
+            policy_name: "WS_AUDIT_bug".into(),
+            version_id: "1".into(),
+        },
+        ..target("1")
+    };
+    assert!(pool.start(&app, "bug", bug, Cutoff::NONE).await.is_none());
+    assert!(pool
+        .start(&app, "good", target("1"), Cutoff::NONE)
+        .await
+        .is_none());
+    let mut results = Vec::new();
+    pool.rest(|tag, report| results.push((tag, report))).await;
+    results.sort_by_key(|(tag, _)| *tag);
+    let (tag, report) = &results[0];
+    assert_eq!(*tag, "bug");
+    assert_eq!(report.policy_name.as_deref(), Some("WS_AUDIT_bug"));
+    assert_eq!(failed(report), "internal error: the remediation panicked");
+    assert_eq!(results[1].1.outcome, Outcome::Remediated);
+    assert_eq!(state(&app), [(2, true, true)]);
+}
+
+#[tokio::test]
+async fn past_the_cutoff_nothing_starts() {
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(false, false));
+    let mut pool: Pool<()> = Pool::new(1);
+    let past = Cutoff::at(std::time::Instant::now());
+    let (_, report) = pool.start(&app, (), target("1"), past).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Deferred);
+    assert!(app.iot.calls().is_empty());
+}
