@@ -145,6 +145,7 @@ pub fn replaced_deleted(deleted: Deleted, replaced: &str) -> Result<ReplacedDele
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::versions::tests::version;
 
     fn flagged(version: &str) -> PolicyVersionRef {
         PolicyVersionRef {
@@ -222,14 +223,6 @@ mod tests {
             decide(&flagged("02"), Some(&state("2", true)), DELETE),
             Decision::RestrictiveFlagged
         );
-    }
-
-    fn version(id: &str, is_default: bool, created_ms: Option<i64>) -> VersionInfo {
-        VersionInfo {
-            version_id: id.into(),
-            is_default,
-            created_ms,
-        }
     }
 
     #[test]

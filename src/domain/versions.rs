@@ -71,10 +71,15 @@ pub fn same_version(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn version(id: &str, is_default: bool, created_ms: Option<i64>) -> VersionInfo {
+    /// A `ListPolicyVersions` entry, for the tests of this folder.
+    pub(in crate::domain) fn version(
+        id: &str,
+        is_default: bool,
+        created_ms: Option<i64>,
+    ) -> VersionInfo {
         VersionInfo {
             version_id: id.into(),
             is_default,
