@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
-use iot_audit_remediator::handler::{handle, Cutoff, Response};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::{handle, Response};
 use serde_json::{json, Value};
 
 /// IoT operations capped like the account's quota; SQS calls (`Other` in the emulator's log)
@@ -102,13 +103,8 @@ async fn run(emu: &Emulator, case: &Case) {
     // The SNS invocation and the workers run at once, as in Lambda: the mapping starts
     // delivering jobs as soon as the first batch is enqueued.
     let enqueue = async {
-        let remediator = emu.fanout_remediator(config());
-        let response = handle(
-            &remediator,
-            &load_event("audit-non-compliant.json"),
-            Cutoff::NONE,
-        )
-        .await;
+        let app = emu.fanout_app(config());
+        let response = handle(&app, &load_event("audit-non-compliant.json"), Cutoff::NONE).await;
         filling.store(false, Ordering::SeqCst);
         let elapsed = started.elapsed();
         match response {
@@ -117,7 +113,7 @@ async fn run(emu: &Emulator, case: &Case) {
         }
     };
     let workers = (0..case.workers)
-        .map(|_| emu.fanout_remediator(config()))
+        .map(|_| emu.fanout_app(config()))
         .collect();
     let window = if case.batch > 10 {
         WINDOW

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::StreamExt;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Cutoff};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
 use serde_json::json;
 
 const LATENCY_MS: u64 = 25;
@@ -59,10 +60,10 @@ async fn run(emu: &Emulator, case: &Case) -> Figures {
         api_calls_per_second: case.cap,
         ..Config::default()
     };
-    let remediator = emu.remediator(config);
+    let app = emu.app(config);
     let event = load_event("audit-non-compliant.json");
     let started = Instant::now();
-    let report = handle_event(&remediator, &event, Cutoff::NONE).await;
+    let report = handle_event(&app, &event, Cutoff::NONE).await;
     let wall = started.elapsed();
     let log = emu.control("GET", "/_emulator/requests", None);
     emu.faults(json!({}));
@@ -125,11 +126,10 @@ async fn memory(emu: &Emulator, n: usize) {
     let before = peak_rss_kib();
     let config = Config {
         max_concurrency: 16.try_into().unwrap(),
-        api_calls_per_second: 0,
-        ..Config::default()
+        ..test_config()
     };
     let report = handle_event(
-        &emu.remediator(config),
+        &emu.app(config),
         &load_event("audit-non-compliant.json"),
         Cutoff::NONE,
     )

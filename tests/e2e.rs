@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Cutoff};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
 use serde_json::{json, Value};
 
 fn dry_run() -> Config {
@@ -16,7 +17,7 @@ fn dry_run() -> Config {
 }
 
 async fn run(emu: &Emulator, config: Config, event: &str) -> Value {
-    let report = handle_event(&emu.remediator(config), &load_event(event), Cutoff::NONE)
+    let report = handle_event(&emu.app(config), &load_event(event), Cutoff::NONE)
         .await
         .unwrap_or_else(|e| panic!("invocation failed: {e}\n{:#?}", e.report));
     serde_json::to_value(report).unwrap()
@@ -325,7 +326,7 @@ async fn concurrent_deliveries(keep: bool) {
         ..test_config()
     };
     let event = load_event("audit-non-compliant.json");
-    let (a, b) = (emu.remediator(config.clone()), emu.remediator(config));
+    let (a, b) = (emu.app(config.clone()), emu.app(config));
     let (ra, rb) = tokio::join!(
         handle_event(&a, &event, Cutoff::NONE),
         handle_event(&b, &event, Cutoff::NONE)

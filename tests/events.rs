@@ -1,19 +1,19 @@
 //! Every sample event in `events/` parses to the kind it stands for, and the handler treats it
 //! as SPEC §2 says. The events need no IoT call except the audits, which get a mocked client.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
 use aws_sdk_iot::Client;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use iot_audit_remediator::apply::Remediator;
-use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Cutoff};
-use iot_audit_remediator::job::Job;
-use iot_audit_remediator::message::{classify_event, Message, RejectReason, TaskStatus};
-use iot_audit_remediator::restrictive::RestrictivePolicy;
-use iot_audit_remediator::worker::is_sqs_event;
+use common::{app, load_event, test_config};
+use iot_audit_remediator::domain::{
+    classify_event, event_kind, EventKind, Job, Message, RejectReason, TaskStatus,
+};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
 use serde_json::Value;
 
 /// What each record of an event file is.
@@ -59,11 +59,6 @@ fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
     ])
 }
 
-fn load(name: &str) -> Value {
-    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
 fn kind(message: &Result<Message, RejectReason>) -> Kind {
     match message {
         Ok(Message::Audit(a)) if a.task_status == TaskStatus::Completed => {
@@ -92,8 +87,8 @@ fn every_event_file_parses_to_its_kind() {
         "every file in events/ needs an expectation here"
     );
     for (name, kinds) in expected {
-        let event = load(name);
-        if is_sqs_event(&event) {
+        let event = load_event(name);
+        if event_kind(&event) == EventKind::SqsJobs {
             let got: Vec<Kind> = event["Records"]
                 .as_array()
                 .unwrap()
@@ -122,12 +117,7 @@ async fn handle(name: &str) -> (Value, usize) {
             .build()
     });
     let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list]);
-    let remediator = Arc::new(Remediator::new(
-        client,
-        test_config(),
-        RestrictivePolicy::builtin().unwrap(),
-    ));
-    let report = handle_event(&remediator, &load(name), Cutoff::NONE)
+    let report = handle_event(&app(client, test_config()), &load_event(name), Cutoff::NONE)
         .await
         .unwrap();
     (serde_json::to_value(report).unwrap(), list.num_calls())
@@ -170,15 +160,13 @@ async fn not_json_is_rejected_and_does_not_fail_the_invocation() {
 #[tokio::test]
 async fn the_sample_job_batch_gets_a_partial_batch_response() {
     let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, []);
-    let remediator = Arc::new(Remediator::new(
-        client,
-        test_config(),
-        RestrictivePolicy::builtin().unwrap(),
-    ));
-    let response =
-        iot_audit_remediator::handler::handle(&remediator, &load("sqs-jobs.json"), Cutoff::NONE)
-            .await
-            .unwrap();
+    let response = iot_audit_remediator::entry::handle(
+        &app(client, test_config()),
+        &load_event("sqs-jobs.json"),
+        Cutoff::NONE,
+    )
+    .await
+    .unwrap();
     let v = serde_json::to_value(response).unwrap();
     assert_eq!(
         v["batchItemFailures"],
@@ -206,12 +194,4 @@ async fn both_records_of_an_event_are_handled_and_other_checks_reported() {
     assert_eq!(checks[1]["checkName"], "LOGGING_DISABLED_CHECK");
     assert_eq!(checks[1]["handling"], "not_handled");
     assert_eq!(checks[1]["nonCompliantResourcesCount"], 1);
-}
-
-/// The default configuration, unpaced: these tests are about behaviour, not the API quota.
-fn test_config() -> Config {
-    Config {
-        api_calls_per_second: 0,
-        ..Config::default()
-    }
 }

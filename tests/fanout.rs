@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use iot_audit_remediator::handler::{handle, Cutoff, InvocationError, Response};
-use iot_audit_remediator::job::Job;
+use iot_audit_remediator::domain::Job;
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::{handle, InvocationError, Response};
 use serde_json::{json, Value};
 
 /// `n` permissive in-scope policies with one finding each, plus findings the SNS path must
@@ -33,14 +34,10 @@ async fn seed_audit(emu: &Emulator, n: usize) {
 }
 
 async fn enqueue(emu: &Emulator, url: &str) -> Value {
-    let remediator = emu.fanout_remediator(fanout_config(url, 3));
-    let response = handle(
-        &remediator,
-        &load_event("audit-non-compliant.json"),
-        Cutoff::NONE,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the SNS invocation failed: {e}"));
+    let app = emu.fanout_app(fanout_config(url, 3));
+    let response = handle(&app, &load_event("audit-non-compliant.json"), Cutoff::NONE)
+        .await
+        .unwrap_or_else(|e| panic!("the SNS invocation failed: {e}"));
     serde_json::to_value(response).unwrap()
 }
 
@@ -76,7 +73,7 @@ async fn an_audit_is_fanned_out_and_every_policy_remediated_once() {
     assert_eq!(queue_depth(&sqs, &queues.url).await, (n as u64, 0));
 
     let workers = (0..3)
-        .map(|_| emu.fanout_remediator(fanout_config(&queues.url, 3)))
+        .map(|_| emu.fanout_app(fanout_config(&queues.url, 3)))
         .collect();
     let drive = drive_queue(&sqs, &queues, workers, 10).await;
     assert_eq!(drive.messages, n, "each job delivered once: {drive:?}");
@@ -121,7 +118,7 @@ async fn failing_jobs_come_back_and_poison_jobs_reach_the_dead_letter_queue() {
     // Most calls fail with a 500 even after the SDK's retries: those jobs must come back.
     emu.faults(json!({"operations": {"GetPolicy": {"error_rate": 0.9}}}));
     let workers = (0..2)
-        .map(|_| emu.fanout_remediator(fanout_config(&queues.url, 2)))
+        .map(|_| emu.fanout_app(fanout_config(&queues.url, 2)))
         .collect();
     let drive = drive_queue(&sqs, &queues, workers, 5).await;
     assert!(
@@ -148,7 +145,7 @@ async fn failing_jobs_come_back_and_poison_jobs_reach_the_dead_letter_queue() {
             .await
             .unwrap();
     }
-    let workers = vec![emu.fanout_remediator(fanout_config(&queues.url, 2))];
+    let workers = vec![emu.fanout_app(fanout_config(&queues.url, 2))];
     let redrive = drive_queue(&sqs, &queues, workers, 10).await;
     assert_eq!(redrive.returned, 0);
     for i in 0..n {
@@ -177,9 +174,9 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
     create_policy(&iot, "WS_AUDIT_Done", PERMISSIVE).await;
     create_policy(&iot, "WS_AUDIT_Broken", PERMISSIVE).await;
     create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
-    let remediator = emu.remediator(test_config());
+    let app = emu.app(test_config());
     let event = json!({"Records": [record("m0", &job("WS_AUDIT_Done", "1"))]});
-    handle(&remediator, &event, Cutoff::NONE).await.unwrap();
+    handle(&app, &event, Cutoff::NONE).await.unwrap();
     assert_remediated(&iot, "WS_AUDIT_Done", false).await;
     emu.clear_requests();
 
@@ -192,7 +189,7 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
         record("m6", &job("WS_AUDIT_Good", "1")),
         record("m7", &job("WS_AUDIT_Broken", "9")),
     ]});
-    let response = handle(&remediator, &event, Cutoff::NONE).await.unwrap();
+    let response = handle(&app, &event, Cutoff::NONE).await.unwrap();
     let Response::Jobs(report) = &response else {
         panic!("{response:?}")
     };
@@ -226,7 +223,7 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
         record("m8", &job("WS_AUDIT_Broken", "1")),
         record("m9", &job("WS_AUDIT_Done", "1")),
     ]});
-    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m8"}]));
     assert_eq!(v["totals"]["failed"], 1);
     assert_eq!(versions(&iot, "WS_AUDIT_Broken").await.len(), 1);
@@ -245,13 +242,13 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
         .send()
         .await
         .unwrap();
-    let remediator = emu.remediator(test_config());
+    let app = emu.app(test_config());
     let event = json!({"Records": [
         record("old", &job("WS_AUDIT_Twice", "1")),
         record("new", &job("WS_AUDIT_Twice", "2")),
         record("new", &job("WS_AUDIT_Twice", "2")),
     ]});
-    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([]));
     assert_eq!(v["totals"]["remediated"], 1, "{v}");
     assert_eq!(v["totals"]["skippedByReason"]["stale_finding"], 1);
@@ -271,18 +268,18 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
         record("m1", &job("WS_AUDIT_Fails", "1")),
         record("m1", &job("WS_AUDIT_Fails", "1")),
     ]});
-    let v = serde_json::to_value(handle(&remediator, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m1"}]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_a_message_id_fails_the_whole_batch() {
     let emu = Emulator::start();
-    let remediator = emu.remediator(test_config());
+    let app = emu.app(test_config());
     let mut unnamed = record("x", &job("WS_AUDIT_Gone", "1"));
     unnamed.as_object_mut().unwrap().remove("messageId");
     let event = json!({"Records": [record("m1", &job("WS_AUDIT_Gone", "1")), unnamed]});
-    let err = handle(&remediator, &event, Cutoff::NONE).await.unwrap_err();
+    let err = handle(&app, &event, Cutoff::NONE).await.unwrap_err();
     assert!(matches!(err, InvocationError::UnnamedRecords(1)), "{err}");
 }
 
@@ -297,15 +294,11 @@ async fn a_small_audit_stays_inline_below_the_threshold() {
     // The sample event says the check has 2 non-compliant resources.
     let mut config = fanout_config(&queues.url, 2);
     config.fanout.as_mut().unwrap().inline_max_findings = 2;
-    let remediator = emu.fanout_remediator(config);
+    let app = emu.fanout_app(config);
     let v = serde_json::to_value(
-        handle(
-            &remediator,
-            &load_event("audit-non-compliant.json"),
-            Cutoff::NONE,
-        )
-        .await
-        .unwrap(),
+        handle(&app, &load_event("audit-non-compliant.json"), Cutoff::NONE)
+            .await
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(v["totals"]["remediated"], 1);
@@ -322,14 +315,10 @@ async fn a_queue_that_cannot_be_reached_fails_the_audit_invocation() {
     create_policy(&iot, "WS_AUDIT_PermissivePolicy", PERMISSIVE).await;
     emu.seed_findings(vec![finding(TASK, "WS_AUDIT_PermissivePolicy", "1")]);
     let missing = format!("{}/123456789012/no-such-queue", emu.url);
-    let remediator = emu.fanout_remediator(fanout_config(&missing, 2));
-    let err = handle(
-        &remediator,
-        &load_event("audit-non-compliant.json"),
-        Cutoff::NONE,
-    )
-    .await
-    .unwrap_err();
+    let app = emu.fanout_app(fanout_config(&missing, 2));
+    let err = handle(&app, &load_event("audit-non-compliant.json"), Cutoff::NONE)
+        .await
+        .unwrap_err();
     let InvocationError::Incomplete(incomplete) = err else {
         panic!("{err}")
     };

@@ -6,17 +6,18 @@
 //! CI runs the default number of cases (`PROPTEST_CASES`, see `.ci/run`); for a long run:
 //! `PROPTEST_CASES=25000 cargo test --test hostile_input` (200,000 cases, about 2 minutes).
 
-use iot_audit_remediator::apply::Remediator;
+mod common;
+
+use common::{app, test_config};
+use iot_audit_remediator::aws::SdkIot;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::findings::{Finding, PolicyVersionRef};
-use iot_audit_remediator::handler::{handle, Cutoff, InvocationError};
-use iot_audit_remediator::job::Job;
-use iot_audit_remediator::message::{classify_event, classify_message, RejectReason};
-use iot_audit_remediator::plan::{
-    decide, duplicate_candidates, oldest_non_default, others_created_since, PolicyState, Screen,
+use iot_audit_remediator::domain::{
+    classify_event, classify_message, decide, duplicate_candidates, oldest_non_default,
+    others_created_since, Finding, Job, PolicyState, PolicyVersionRef, RejectReason, Screen,
     Screener, VersionInfo,
 };
-use iot_audit_remediator::restrictive::RestrictivePolicy;
+use iot_audit_remediator::engine::{App, Cutoff};
+use iot_audit_remediator::entry::{handle, InvocationError};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -55,19 +56,11 @@ fn body_text(body: &Body) -> String {
     }
 }
 
-/// A remediator whose every IoT call fails (a client with no answers).
-fn failing_remediator() -> Arc<Remediator> {
+/// An application whose every IoT call fails (a client with no answers).
+fn failing_app() -> Arc<App<SdkIot>> {
     let client =
         aws_smithy_mocks::mock_client!(aws_sdk_iot, aws_smithy_mocks::RuleMode::MatchAny, []);
-    let config = Config {
-        api_calls_per_second: 0,
-        ..Config::default()
-    };
-    Arc::new(Remediator::new(
-        client,
-        config,
-        RestrictivePolicy::builtin().unwrap(),
-    ))
+    app(client, test_config())
 }
 
 fn seeds() -> Vec<String> {
@@ -261,7 +254,7 @@ proptest! {
             r
         }).collect::<Vec<_>>()});
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let result = runtime.block_on(handle(&failing_remediator(), &event, Cutoff::NONE));
+        let result = runtime.block_on(handle(&failing_app(), &event, Cutoff::NONE));
         if records.is_empty() {
             // Not recognisable as SQS: handled as an SNS event with no records, never a panic.
             prop_assert!(result.is_ok());
@@ -328,7 +321,7 @@ proptest! {
         let flagged = PolicyVersionRef { policy_name: "WS_AUDIT_x".into(), version_id: version };
         let state = PolicyState { default_version_id: default, default_is_restrictive: restrictive };
         let config = Config { keep_replaced_version: keep, ..Config::default() };
-        let _ = decide(&flagged, exists.then_some(&state), &config);
+        let _ = decide(&flagged, exists.then_some(&state), config.after_create());
     }
 
     #[test]

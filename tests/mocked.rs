@@ -1,6 +1,8 @@
 //! The remediator through the real SDK client (its serialisation, retries and error parsing),
 //! with responses from `aws-smithy-mocks` instead of the network.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,16 +32,17 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use iot_audit_remediator::apply::Remediator;
+use common::{app, test_config, PERMISSIVE, TASK};
+use iot_audit_remediator::aws::{with_call_policy, MAX_ATTEMPTS};
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Cutoff, Incomplete};
+use iot_audit_remediator::domain::RESTRICTIVE_DOCUMENT;
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
+use iot_audit_remediator::entry::Incomplete;
 use iot_audit_remediator::report::Report;
-use iot_audit_remediator::restrictive::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use serde_json::Value;
 
-const PERMISSIVE: &str = include_str!("../policies/permissive-sample.json");
 const EVENT: &str = include_str!("../events/audit-non-compliant.json");
-const TASK: &str = "7aa53579303b594f9bcb76082688a5de";
 
 fn meta(code: &str) -> ErrorMetadata {
     ErrorMetadata::builder()
@@ -150,9 +153,9 @@ fn client(rules: &[&Rule]) -> Client {
         rules.iter().copied(),
         |c| {
             // The production retry policy, with backoff shortened so the test does not sleep.
-            iot_audit_remediator::with_call_policy(c).retry_config(
+            with_call_policy(c).retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(iot_audit_remediator::MAX_ATTEMPTS)
+                    .with_max_attempts(MAX_ATTEMPTS)
                     .with_initial_backoff(Duration::from_millis(1))
                     .with_max_backoff(Duration::from_millis(5)),
             )
@@ -160,17 +163,9 @@ fn client(rules: &[&Rule]) -> Client {
     )
 }
 
-fn remediator(client: Client, config: Config) -> Arc<Remediator> {
-    Arc::new(Remediator::new(
-        client,
-        config,
-        RestrictivePolicy::builtin().unwrap(),
-    ))
-}
-
 async fn run(client: Client, config: Config) -> Result<Report, Incomplete> {
     let event: Value = serde_json::from_str(EVENT).unwrap();
-    handle_event(&remediator(client, config), &event, Cutoff::NONE).await
+    handle_event(&app(client, config), &event, Cutoff::NONE).await
 }
 
 fn findings_json(report: &Report) -> Vec<Value> {
@@ -380,10 +375,7 @@ async fn one_policy_failing_does_not_stop_the_other_nineteen() {
 
     assert_eq!(err.failed, 1);
     assert_eq!(err.remediated, 19);
-    assert_eq!(
-        broken.num_calls() as u32,
-        iot_audit_remediator::MAX_ATTEMPTS
-    );
+    assert_eq!(broken.num_calls() as u32, MAX_ATTEMPTS);
     let policies = by_policy(&err.report);
     assert_eq!(policies.len(), 20);
     assert_eq!(policies["WS_AUDIT_07"]["outcome"], "failed");
@@ -597,13 +589,9 @@ async fn past_the_cutoff_nothing_starts_and_the_listing_stops() {
     let get = permissive_policies();
     let event: Value = serde_json::from_str(EVENT).unwrap();
     let cutoff = Cutoff::at(std::time::Instant::now());
-    let err = handle_event(
-        &remediator(client(&[&list, &get]), test_config()),
-        &event,
-        cutoff,
-    )
-    .await
-    .unwrap_err();
+    let err = handle_event(&app(client(&[&list, &get]), test_config()), &event, cutoff)
+        .await
+        .unwrap_err();
     assert_eq!(
         list.num_calls(),
         1,
@@ -634,20 +622,12 @@ async fn a_cutoff_after_the_last_page_is_not_a_deferral() {
     let event: Value = serde_json::from_str(EVENT).unwrap();
     // Passes while the only policy is in flight: it finishes, and nothing is left to defer.
     let cutoff = Cutoff::at(std::time::Instant::now() + Duration::from_millis(1));
-    let rem = remediator(client(&[&list, &get, &create, &delete]), test_config());
+    let app = app(client(&[&list, &get, &create, &delete]), test_config());
     tokio::time::sleep(Duration::from_millis(2)).await;
-    let err = handle_event(&rem, &event, cutoff).await.unwrap_err();
+    let err = handle_event(&app, &event, cutoff).await.unwrap_err();
     // The cutoff passed before the first finding could start: deferred, but the listing itself
     // was complete (one page, no token).
     assert_eq!((err.deferred, err.listing_errors), (1, 0));
-}
-
-/// The default configuration, unpaced: these tests are about behaviour, not the API quota.
-fn test_config() -> Config {
-    Config {
-        api_calls_per_second: 0,
-        ..Config::default()
-    }
 }
 
 #[tokio::test]
@@ -718,9 +698,8 @@ mod fanout {
     use super::*;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
-    use iot_audit_remediator::fanout::Enqueuer;
-    use iot_audit_remediator::findings::PolicyVersionRef;
-    use iot_audit_remediator::job::Job;
+    use iot_audit_remediator::aws::{Enqueuer, SEND_ROUNDS};
+    use iot_audit_remediator::domain::{Job, PolicyVersionRef};
 
     const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs";
 
@@ -841,9 +820,6 @@ mod fanout {
             assert!(e.contains("SendMessageBatch"), "{e}");
         }
         // Every round is one call retried by the SDK (3 attempts by default).
-        assert_eq!(
-            error.num_calls(),
-            iot_audit_remediator::fanout::SEND_ROUNDS as usize * 3
-        );
+        assert_eq!(error.num_calls(), SEND_ROUNDS as usize * 3);
     }
 }

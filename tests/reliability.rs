@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::handler::{handle_event, Cutoff};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
 use serde_json::json;
 
 /// Every policy is either fully remediated or untouched: never half done, never without default.
@@ -49,7 +50,7 @@ async fn near_the_deadline_the_rest_is_deferred_and_a_retry_finishes() {
     };
     let event = load_event("audit-non-compliant.json");
     let cutoff = Cutoff::at(Instant::now() + Duration::from_millis(700));
-    let err = handle_event(&emu.remediator(config.clone()), &event, cutoff)
+    let err = handle_event(&emu.app(config.clone()), &event, cutoff)
         .await
         .expect_err("work was left: the invocation must fail so Lambda retries");
     assert!(err.deferred > 0, "{err}");
@@ -70,7 +71,7 @@ async fn near_the_deadline_the_rest_is_deferred_and_a_retry_finishes() {
     assert_eq!((done, untouched), (err.remediated, err.deferred));
 
     // Lambda's retry of the same event, with time enough.
-    let report = handle_event(&emu.remediator(config), &event, Cutoff::NONE)
+    let report = handle_event(&emu.app(config), &event, Cutoff::NONE)
         .await
         .unwrap();
     assert_eq!(report.totals.remediated, err.deferred);
@@ -86,13 +87,9 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     let client = emu.client_with_timeouts(Duration::from_millis(200), Duration::from_secs(1));
     let event = load_event("audit-non-compliant.json");
     let started = Instant::now();
-    let err = handle_event(
-        &remediator_with(client, test_config()),
-        &event,
-        Cutoff::NONE,
-    )
-    .await
-    .expect_err("stalled policies are failures");
+    let err = handle_event(&app(client, test_config()), &event, Cutoff::NONE)
+        .await
+        .expect_err("stalled policies are failures");
     let elapsed = started.elapsed();
     assert!(
         elapsed < Duration::from_secs(4),
@@ -112,7 +109,7 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     assert_eq!(assert_remediated_or_untouched(&emu, &names).await, (0, 3));
 
     emu.faults(json!({}));
-    let report = handle_event(&emu.remediator(test_config()), &event, Cutoff::NONE)
+    let report = handle_event(&emu.app(test_config()), &event, Cutoff::NONE)
         .await
         .unwrap();
     assert_eq!(report.totals.remediated, 3);
@@ -130,12 +127,12 @@ async fn faults_at_scale_lose_nothing_within_three_invocations() {
         "throttle_rate": 0.2, "error_rate": 0.05,
         "stall_rate": 0.01, "stall_ms": 1500, "stall_action": "drop"}}));
     let client = emu.client_with_timeouts(Duration::from_millis(300), Duration::from_secs(5));
-    let remediator = remediator_with(client, test_config());
+    let app = app(client, test_config());
     let event = load_event("audit-non-compliant.json");
     let mut invocations = 0;
     loop {
         invocations += 1;
-        match handle_event(&remediator, &event, Cutoff::NONE).await {
+        match handle_event(&app, &event, Cutoff::NONE).await {
             Ok(_) => break,
             Err(e) if invocations < 3 => {
                 eprintln!("invocation {invocations}: {e}");

@@ -2,7 +2,7 @@
 //! resources: a device may use its own classic shadow and nothing of another thing's, and the
 //! widely copied variant (Subscribe and Receive both on `topicfilter/`) never receives.
 
-use iot_audit_remediator::restrictive::RESTRICTIVE_DOCUMENT;
+use iot_audit_remediator::domain::RESTRICTIVE_DOCUMENT;
 use serde_json::Value;
 
 /// The workshop policy: `iot:Receive` sits on a `topicfilter/` ARN, where it never matches.

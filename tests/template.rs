@@ -1,7 +1,7 @@
 //! The deployment grants exactly what the code needs (SPEC §7), and the three lists stay in step:
-//! the IoT calls in `src/`, `iot_audit_remediator::IOT_ACTIONS`, the role in `template.yaml` and
-//! the standalone `policies/remediator-iam-policy.json`. Also holds the template's environment
-//! to the variables `src/config.rs` reads, with the same defaults.
+//! the IoT calls in `src/aws/`, `iot_audit_remediator::aws::IOT_ACTIONS`, the role in
+//! `template.yaml` and the standalone `policies/remediator-iam-policy.json`. Also holds the
+//! template's environment to the variables `src/config.rs` reads, with the same defaults.
 //!
 //! `cfn-lint` and `sam validate --lint` (scripts/lint-template.sh) check the template's shape;
 //! neither catches a misspelled or extra IAM action, which is what these tests are for.
@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use iot_audit_remediator::aws::{IOT_ACTIONS, SQS_ACTIONS};
 use iot_audit_remediator::config::{
     DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_FANOUT_WORKERS,
     DEFAULT_MAX_CONCURRENCY, DEFAULT_PREFIX, FANOUT_WORKERS_RANGE, MAX_API_CALLS_PER_SECOND,
     MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
 };
-use iot_audit_remediator::{IOT_ACTIONS, SQS_ACTIONS};
 use yaml_serde::Value;
 
 /// The only IoT action that cannot be scoped to a resource.
@@ -279,7 +279,7 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
     assert_eq!(
         iot_actions,
         expected_iot_actions(),
-        "the role's IoT actions differ from iot_audit_remediator::IOT_ACTIONS"
+        "the role's IoT actions differ from iot_audit_remediator::aws::IOT_ACTIONS"
     );
 
     let scoped = format!("!Sub {POLICY_ARN}");
@@ -655,23 +655,29 @@ fn standalone_iam_policy_matches_the_template_role() {
     assert_eq!(logging, needed, "logging permissions");
 }
 
-/// Every `client.<operation>()` call in the library, as IAM action names, equals IOT_ACTIONS:
-/// a new call without a new permission (or a permission left behind) fails here.
+/// Every `client.<operation>()` call in the library, as IAM action names, equals IOT_ACTIONS
+/// and SQS_ACTIONS: a new call without a new permission (or a permission left behind) fails
+/// here. Every such call is in `src/aws/`, the only part of the library that calls the SDK, and
+/// every `.send()` there is one of them (a call through a receiver not named `client` would
+/// otherwise go unseen).
 #[test]
 fn iot_actions_match_the_sdk_calls_in_src() {
     let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files: BTreeMap<PathBuf, (usize, usize)> = BTreeMap::new();
     for file in rust_files(&root().join("src")) {
         let source = fs::read_to_string(&file).expect("readable source");
-        let relative = file
-            .strip_prefix(root())
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        for operation in client_calls(&source) {
+        let relative = file.strip_prefix(root()).unwrap_or(&file).to_path_buf();
+        let operations = client_calls(&source);
+        let sends = sends(&source);
+        if operations.is_empty() && sends == 0 {
+            continue;
+        }
+        files.insert(relative.clone(), (operations.len(), sends));
+        for operation in operations {
             calls
                 .entry(iam_action(&operation))
                 .or_default()
-                .insert(relative.clone());
+                .insert(relative.display().to_string());
         }
     }
     let found: BTreeSet<String> = calls.keys().cloned().collect();
@@ -683,6 +689,20 @@ fn iot_actions_match_the_sdk_calls_in_src() {
         found, expected,
         "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS and SQS_ACTIONS"
     );
+    let outside = outside_the_aws_edge(files.keys());
+    assert!(
+        outside.is_empty(),
+        "SDK calls outside src/aws/ (file → (client calls, .send() calls): {files:?}): {outside:?}"
+    );
+    let unaccounted: Vec<_> = files
+        .iter()
+        .filter(|(_, (operations, sends))| operations != sends)
+        .collect();
+    assert!(
+        unaccounted.is_empty(),
+        "files whose .send() calls are not all `client.<operation>()` calls the scanner can name \
+         (file → (client calls, .send() calls)): {unaccounted:?}"
+    );
 }
 
 #[test]
@@ -693,16 +713,73 @@ fn the_call_scanner_sees_through_layout_and_comments() {
         let b = client
             .list_audit_findings()
             .send();
-        let c = remediator.client() . create_policy_version ( ).send();
+        let c = app.client() . create_policy_version ( ).send();
         let d = self.client.clone();
-        let e = remediator.client();
+        let e = app.client();
         let f = iot_client(&config);
+        let g = self.client.send_message_batch().queue_url(u);
+        g.send().await;
+        let h = app.iot.get_policy(name).await;
+        queue.send(&jobs).await;
+        tx.send(job).await;
     ";
     assert_eq!(
         client_calls(source),
-        ["get_policy", "list_audit_findings", "create_policy_version"]
+        [
+            "get_policy",
+            "list_audit_findings",
+            "create_policy_version",
+            "send_message_batch"
+        ]
+    );
+    assert_eq!(
+        sends(source),
+        4,
+        "only argument-less .send(), the SDK's, outside comments"
     );
     assert_eq!(iam_action("list_audit_findings"), "iot:ListAuditFindings");
+    assert_eq!(iam_action("send_message_batch"), "sqs:SendMessage");
+}
+
+/// The cross-check that keeps the scanner honest: a call through a receiver not named
+/// `client` is no call it can name, but its `.send()` still counts.
+#[test]
+fn a_call_the_scanner_cannot_name_still_counts_as_a_send() {
+    let source = "let iot = iot_client(&config); iot.get_policy().policy_name(n).send().await;";
+    assert!(client_calls(source).is_empty());
+    assert_eq!(sends(source), 1);
+}
+
+#[test]
+fn only_files_under_src_aws_may_call_the_sdk() {
+    let files = [
+        "src/aws/iot.rs",
+        "src/aws/nested/deeper.rs",
+        "src/engine/remediate.rs",
+        "src/aws_helpers.rs",
+        "src/engine/aws/iot.rs",
+        "src/main.rs",
+    ]
+    .map(PathBuf::from);
+    assert_eq!(
+        outside_the_aws_edge(&files),
+        [
+            "src/engine/remediate.rs",
+            "src/aws_helpers.rs",
+            "src/engine/aws/iot.rs",
+            "src/main.rs"
+        ]
+        .map(PathBuf::from)
+    );
+}
+
+/// The files, relative to the project, that are not in `src/aws/`.
+fn outside_the_aws_edge<'a>(files: impl IntoIterator<Item = &'a PathBuf>) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|file| !file.starts_with("src/aws"))
+        .cloned()
+        .collect()
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -722,15 +799,27 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The operations called as `<...>client.<op>()` or `<...>client().<op>()`, in order, with
-/// comment lines dropped and all whitespace removed (so `client\n    .get_policy()` counts).
-fn client_calls(source: &str) -> Vec<String> {
-    let code: String = source
+/// The source with comment lines dropped and all whitespace removed (so
+/// `client\n    .get_policy()` reads `client.get_policy()`).
+fn code(source: &str) -> String {
+    source
         .lines()
         .filter(|line| !line.trim_start().starts_with("//"))
         .flat_map(str::chars)
         .filter(|c| !c.is_whitespace())
-        .collect();
+        .collect()
+}
+
+/// How many times an SDK request is sent: `.send()` without arguments (the fluent builders'
+/// last call; a channel's or the queue sender's `send` takes one).
+fn sends(source: &str) -> usize {
+    code(source).matches(".send()").count()
+}
+
+/// The operations called as `<...>client.<op>()` or `<...>client().<op>()`, in order, with
+/// comment lines dropped and all whitespace removed (see [`code`]).
+fn client_calls(source: &str) -> Vec<String> {
+    let code = code(source);
     let mut calls = Vec::new();
     for (at, word) in code.match_indices("client") {
         let rest = &code[at + word.len()..];

@@ -1,0 +1,191 @@
+//! What the tests feed the function and hold it to: the project's sample files, findings in
+//! the API's shape, the one test configuration, the one way to build the application, and the
+//! end state SPEC §5 promises.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_iot::Client;
+use iot_audit_remediator::aws::SdkIot;
+use iot_audit_remediator::config::{Config, FanoutConfig};
+use iot_audit_remediator::domain::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
+use iot_audit_remediator::engine::App;
+use serde_json::{json, Value};
+
+use super::emulator::Emulator;
+
+pub const PERMISSIVE: &str = include_str!("../../policies/permissive-sample.json");
+pub const CHECK: &str = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK";
+/// The task id of `events/audit-non-compliant.json`.
+pub const TASK: &str = "7aa53579303b594f9bcb76082688a5de";
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// --- Configuration and the application ---------------------------------------------------
+
+/// The default configuration, unpaced: these tests are about behaviour, not the API quota
+/// (the benchmark paces).
+pub fn test_config() -> Config {
+    Config {
+        api_calls_per_second: 0,
+        ..Config::default()
+    }
+}
+
+/// The configuration of a fanning-out function whose queue is `url`.
+pub fn fanout_config(url: &str, workers: u32) -> Config {
+    Config {
+        fanout: Some(FanoutConfig {
+            queue_url: url.to_owned(),
+            inline_max_findings: 0,
+            workers,
+        }),
+        ..test_config()
+    }
+}
+
+/// The application as production wires it (paced as `config` says), on any IoT client (the
+/// emulator's, or one from `aws-smithy-mocks`), without a fan-out queue.
+pub fn app(client: Client, config: Config) -> Arc<App<SdkIot>> {
+    Arc::new(App::on_sdk(
+        client,
+        None,
+        config,
+        RestrictivePolicy::builtin().unwrap(),
+    ))
+}
+
+/// As [`app`], with the SQS client for the fan-out queue `config.fanout` names (one per
+/// simulated Lambda process).
+pub fn fanout_app(client: Client, sqs: aws_sdk_sqs::Client, config: Config) -> Arc<App<SdkIot>> {
+    Arc::new(App::on_sdk(
+        client,
+        Some(sqs),
+        config,
+        RestrictivePolicy::builtin().unwrap(),
+    ))
+}
+
+impl Emulator {
+    /// [`app`] on this emulator's IoT client.
+    pub fn app(&self, config: Config) -> Arc<App<SdkIot>> {
+        app(self.client(), config)
+    }
+
+    /// [`fanout_app`] on this emulator's IoT and SQS clients.
+    pub fn fanout_app(&self, config: Config) -> Arc<App<SdkIot>> {
+        fanout_app(self.client(), self.sqs(), config)
+    }
+}
+
+// --- Input -------------------------------------------------------------------------------
+
+/// A finding in the API's JSON shape, as `ListAuditFindings` returns it.
+pub fn finding(task: &str, policy: &str, version: &str) -> Value {
+    json!({
+        "findingId": format!("{task}-{policy}-{version}"),
+        "taskId": task,
+        "checkName": CHECK,
+        "taskStartTime": 1572013171.897,
+        "findingTime": 1572013190.104,
+        "severity": "CRITICAL",
+        "nonCompliantResource": {
+            "resourceType": "IOT_POLICY",
+            "resourceIdentifier": {"policyVersionIdentifier": {"policyName": policy, "policyVersionId": version}}
+        },
+        "relatedResources": [],
+        "reasonForNonCompliance": "Policy allows broad access to IoT data plane actions: [iot:Connect].",
+        "reasonForNonComplianceCode": "ALLOWS_BROAD_ACCESS_TO_IOT_DATA_PLANE_ACTIONS",
+        "isSuppressed": false
+    })
+}
+
+/// A sample event from `events/`.
+pub fn load_event(name: &str) -> Value {
+    let path = project_dir().join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn restrictive() -> Value {
+    serde_json::from_str(RESTRICTIVE_DOCUMENT).unwrap()
+}
+
+pub fn permissive() -> Value {
+    serde_json::from_str(PERMISSIVE).unwrap()
+}
+
+pub async fn create_policy(client: &Client, name: &str, document: &str) {
+    client
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document)
+        .send()
+        .await
+        .unwrap();
+}
+
+// --- End state ---------------------------------------------------------------------------
+
+/// A policy's versions as (id, is default, document as JSON), sorted by numeric id.
+pub async fn versions(client: &Client, policy: &str) -> Vec<(String, bool, Value)> {
+    let list = client
+        .list_policy_versions()
+        .policy_name(policy)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for v in list.policy_versions() {
+        let id = v.version_id().unwrap().to_owned();
+        let doc = client
+            .get_policy_version()
+            .policy_name(policy)
+            .policy_version_id(&id)
+            .send()
+            .await
+            .unwrap();
+        out.push((
+            id,
+            v.is_default_version(),
+            serde_json::from_str(doc.policy_document().unwrap()).unwrap(),
+        ));
+    }
+    out.sort_by_key(|(id, _, _)| id.parse::<u64>().unwrap());
+    out
+}
+
+pub async fn default_document(client: &Client, policy: &str) -> Value {
+    let out = client
+        .get_policy()
+        .policy_name(policy)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(out.policy_document().unwrap()).unwrap()
+}
+
+/// Asserts the end state SPEC §5 promises: exactly one restrictive version, and it is the
+/// default; the permissive version gone unless kept.
+pub async fn assert_remediated(client: &Client, policy: &str, kept: bool) {
+    let versions = versions(client, policy).await;
+    let restrictive: Vec<_> = versions
+        .iter()
+        .filter(|(_, _, d)| *d == self::restrictive())
+        .collect();
+    assert_eq!(
+        restrictive.len(),
+        1,
+        "{policy}: exactly one restrictive version: {versions:?}"
+    );
+    assert!(
+        restrictive[0].1,
+        "{policy}: the restrictive version is the default"
+    );
+    let permissive_left = versions.iter().any(|(_, _, d)| *d == permissive());
+    assert_eq!(
+        permissive_left, kept,
+        "{policy}: permissive version kept={kept}: {versions:?}"
+    );
+}
