@@ -2,7 +2,10 @@
 """A thin local AWS IoT endpoint: moto's server behind a front HTTP server.
 
 The front server forwards every request to an in-process moto server untouched, except:
-  * POST /audit/findings (ListAuditFindings), which moto lacks, is served from seeded findings;
+  * the Device Defender audit operations moto lacks are served from the emulator's own state:
+    ListAuditFindings and DescribeAuditFinding from seeded findings, and audit suppressions
+    (create, update, describe, list, delete), which a finding's isSuppressed reflects for
+    audits that started after the suppression was made;
   * /_emulator/... is a test-control API: seed findings, reset, read the request log, set faults;
   * AWS operations can be given latency, throttling, 5xx errors, stalls and a per-operation
     request-rate cap (a token bucket standing in for the account's API quota).
@@ -44,6 +47,13 @@ _ROUTES = [
      {"GET": "GetPolicyVersion", "DELETE": "DeletePolicyVersion",
       "PATCH": "SetDefaultPolicyVersion"}),
     (re.compile(r"/audit/findings"), {"POST": "ListAuditFindings"}),
+    (re.compile(r"/audit/findings/(?:[^/]+)"), {"GET": "DescribeAuditFinding"}),
+    (re.compile(r"/audit/suppressions/create"), {"POST": "CreateAuditSuppression"}),
+    (re.compile(r"/audit/suppressions/update"), {"PATCH": "UpdateAuditSuppression"}),
+    (re.compile(r"/audit/suppressions/describe"), {"POST": "DescribeAuditSuppression"}),
+    (re.compile(r"/audit/suppressions/list"), {"POST": "ListAuditSuppressions"}),
+    (re.compile(r"/audit/suppressions/delete"), {"POST": "DeleteAuditSuppression"}),
+    (re.compile(r"/policy-targets/([^/]+)"), {"POST": "ListTargetsForPolicy"}),
 ]
 OPERATIONS = sorted({op for _, by_method in _ROUTES for op in by_method.values()} | {"Other"})
 FAULT_KINDS = ("throttle", "error", "stall", "rate_limited")
@@ -70,6 +80,14 @@ def classify(method, path):
 
 class BadRequest(Exception):
     """A request the emulator refuses; answered as 400 with the message."""
+
+
+class AwsError(Exception):
+    """An AWS error answer of one of the emulator's own operations."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +216,10 @@ class Emulator:
 
     def _clear(self):
         self.findings = []
-        self.page_tokens = {}        # nextToken -> (filters, offset)
+        self.page_tokens = {}        # nextToken -> (filters, offset), findings and suppressions
+        # (checkName, resourceIdentifier as sorted JSON) -> the suppression as the API shows
+        # it, plus "createdAt" (epoch seconds), which decides the findings it covers.
+        self.suppressions = {}
         self._set_faults(FaultConfig({}))
         self._clear_log()
 
@@ -324,12 +345,7 @@ class Emulator:
     def list_audit_findings(self, body):
         """ListAuditFindings over the seeded findings; raises BadRequest as the API's
         InvalidRequestException."""
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError as e:
-            raise BadRequest(f"request body is not JSON: {e}") from None
-        if not isinstance(request, dict):
-            raise BadRequest("request body must be a JSON object")
+        request = _json_object(body)
         page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
         if (isinstance(page_size, bool) or not isinstance(page_size, int)
                 or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
@@ -345,21 +361,116 @@ class Emulator:
                    json.dumps(request.get("resourceIdentifier"), sort_keys=True))
         token = request.get("nextToken")
         with self.lock:
-            offset = 0
-            if token is not None:
-                issued = self.page_tokens.get(token)
-                if issued is None:
-                    raise BadRequest("The nextToken is not valid.")
-                if issued[0] != filters:
-                    raise BadRequest("The nextToken was issued for a different request.")
-                offset = issued[1]
-            matching = [f for f in self.findings if _finding_matches(f, request, suppressed)]
+            offset = self._page_offset(token, filters)
+            shown = [self._as_reported(f) for f in self.findings]
+            matching = [f for f in shown if _finding_matches(f, request, suppressed)]
             response = {"findings": matching[offset:offset + page_size]}
             if offset + page_size < len(matching):
                 next_token = secrets.token_urlsafe(24)
                 self.page_tokens[next_token] = (filters, offset + page_size)
                 response["nextToken"] = next_token
         return response
+
+    def _as_reported(self, finding):
+        """A finding as the API reports it: `isSuppressed` is also true when a suppression of
+        its check and resource existed, unexpired, when its audit started (so findings of
+        audits that ran before the suppression was made keep what they had). Call with the
+        lock held."""
+        if finding.get("isSuppressed"):
+            return finding
+        resource = (finding.get("nonCompliantResource") or {}).get("resourceIdentifier")
+        found = self.suppressions.get(_suppression_key(finding.get("checkName"), resource))
+        started = finding.get("taskStartTime")
+        if found is None or not isinstance(started, (int, float)):
+            return finding
+        covers = found["createdAt"] <= started and (
+            found.get("suppressIndefinitely") or started < found.get("expirationDate", 0))
+        return {**finding, "isSuppressed": True} if covers else finding
+
+    def describe_audit_finding(self, path):
+        finding_id = unquote(path.rsplit("/", 1)[1])
+        with self.lock:
+            for finding in self.findings:
+                if finding.get("findingId") == finding_id:
+                    return {"finding": self._as_reported(finding)}
+        raise AwsError(404, "ResourceNotFoundException",
+                       f"No audit finding with id {finding_id} exists.")
+
+    def create_audit_suppression(self, request):
+        key = _suppression_key(*_check_and_resource(request))
+        fields = _suppression_fields(request, creating=True)
+        with self.lock:
+            if key in self.suppressions:
+                raise AwsError(409, "ResourceAlreadyExistsException",
+                               "The suppression already exists.")
+            self.suppressions[key] = {"checkName": request["checkName"],
+                                      "resourceIdentifier": request["resourceIdentifier"],
+                                      **fields, "createdAt": time.time()}
+        return {}
+
+    def update_audit_suppression(self, request):
+        key = _suppression_key(*_check_and_resource(request))
+        fields = _suppression_fields(request, creating=False)
+        with self.lock:
+            found = self._suppression(key)
+            if "expirationDate" in fields:
+                found.pop("suppressIndefinitely", None)
+            if fields.get("suppressIndefinitely"):
+                found.pop("expirationDate", None)
+            found.update(fields)
+        return {}
+
+    def describe_audit_suppression(self, request):
+        key = _suppression_key(*_check_and_resource(request))
+        with self.lock:
+            return _shown(self._suppression(key))
+
+    def delete_audit_suppression(self, request):
+        key = _suppression_key(*_check_and_resource(request))
+        with self.lock:
+            self._suppression(key)
+            del self.suppressions[key]
+        return {}
+
+    def list_audit_suppressions(self, request):
+        page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
+        if (isinstance(page_size, bool) or not isinstance(page_size, int)
+                or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
+            raise BadRequest(f"maxResults must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
+        filters = ("suppressions", request.get("checkName"),
+                   json.dumps(request.get("resourceIdentifier"), sort_keys=True),
+                   request.get("ascendingOrder", True))
+        with self.lock:
+            offset = self._page_offset(request.get("nextToken"), filters)
+            matching = [_shown(found) for found in self.suppressions.values()
+                        if request.get("checkName") in (None, found["checkName"])
+                        and request.get("resourceIdentifier") in
+                        (None, found["resourceIdentifier"])]
+            if not request.get("ascendingOrder", True):
+                matching.reverse()
+            response = {"suppressions": matching[offset:offset + page_size]}
+            if offset + page_size < len(matching):
+                next_token = secrets.token_urlsafe(24)
+                self.page_tokens[next_token] = (filters, offset + page_size)
+                response["nextToken"] = next_token
+        return response
+
+    def _page_offset(self, token, filters):
+        """Where a page starts: 0, or where the token's page ended. Call with the lock held."""
+        if token is None:
+            return 0
+        issued = self.page_tokens.get(token)
+        if issued is None:
+            raise BadRequest("The nextToken is not valid.")
+        if issued[0] != filters:
+            raise BadRequest("The nextToken was issued for a different request.")
+        return issued[1]
+
+    def _suppression(self, key):
+        found = self.suppressions.get(key)
+        if found is None:
+            raise AwsError(404, "ResourceNotFoundException", "The suppression does not exist.")
+        return found
 
     # --- moto --------------------------------------------------------------------------------
 
@@ -381,6 +492,47 @@ class Emulator:
         return response.status, kept, data
 
 
+def _check_and_resource(request):
+    if not isinstance(request.get("checkName"), str):
+        raise BadRequest("checkName must be a string")
+    if not isinstance(request.get("resourceIdentifier"), dict):
+        raise BadRequest("resourceIdentifier must be an object")
+    return request["checkName"], request["resourceIdentifier"]
+
+
+def _suppression_key(check_name, resource):
+    return check_name, json.dumps(resource, sort_keys=True)
+
+
+def _suppression_fields(request, creating):
+    """The fields a create or update sets, validated as the API does."""
+    fields = {}
+    if "expirationDate" in request:
+        if isinstance(request["expirationDate"], bool) or not isinstance(
+                request["expirationDate"], (int, float)):
+            raise BadRequest("expirationDate must be a timestamp (epoch seconds)")
+        fields["expirationDate"] = request["expirationDate"]
+    if "suppressIndefinitely" in request:
+        if not isinstance(request["suppressIndefinitely"], bool):
+            raise BadRequest("suppressIndefinitely must be a boolean")
+        fields["suppressIndefinitely"] = request["suppressIndefinitely"]
+    if "description" in request:
+        if not isinstance(request["description"], str) or len(request["description"]) > 1000:
+            raise BadRequest("description must be a string of at most 1000 characters")
+        fields["description"] = request["description"]
+    token = request.get("clientRequestToken")
+    if creating and not (isinstance(token, str) and re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", token)):
+        raise BadRequest("clientRequestToken must be 1 to 64 of [a-zA-Z0-9-_]")
+    if creating and not (fields.get("suppressIndefinitely") or "expirationDate" in fields):
+        raise BadRequest("a suppression needs expirationDate or suppressIndefinitely")
+    return fields
+
+
+def _shown(suppression):
+    """A suppression as the API returns it (without the emulator's own bookkeeping)."""
+    return {k: v for k, v in suppression.items() if k != "createdAt"}
+
+
 def _finding_matches(finding, request, suppressed):
     if "taskId" in request and finding.get("taskId") != request["taskId"]:
         return False
@@ -392,6 +544,28 @@ def _finding_matches(finding, request, suppressed):
         resource = finding.get("nonCompliantResource") or {}
         return resource.get("resourceIdentifier") == request["resourceIdentifier"]
     return True
+
+
+def _json_object(body):
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError as e:
+        raise BadRequest(f"request body is not JSON: {e}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("request body must be a JSON object")
+    return request
+
+
+# The operations the emulator serves itself (the rest goes to moto).
+_SERVED = {
+    "ListAuditFindings": None,
+    "DescribeAuditFinding": None,
+    "CreateAuditSuppression": Emulator.create_audit_suppression,
+    "UpdateAuditSuppression": Emulator.update_audit_suppression,
+    "DescribeAuditSuppression": Emulator.describe_audit_suppression,
+    "ListAuditSuppressions": Emulator.list_audit_suppressions,
+    "DeleteAuditSuppression": Emulator.delete_audit_suppression,
+}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -453,19 +627,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 if fault == "stall":
                     time.sleep(spec.stall_ms / 1000)
-                if operation == "ListAuditFindings":
-                    self.list_audit_findings(body)
+                if operation in _SERVED:
+                    self.serve(operation, path, body)
                 else:
                     self.forward(body)
         finally:
             self.emulator.finish(entry, self.answered)
         return f"{operation} fault={fault}" if fault else operation
 
-    def list_audit_findings(self, body):
+    def serve(self, operation, path, body):
+        """One of the Device Defender operations moto lacks, served from the emulator's state."""
+        em = self.emulator
         try:
-            response = self.emulator.list_audit_findings(body)
+            if operation == "ListAuditFindings":
+                response = em.list_audit_findings(body)
+            elif operation == "DescribeAuditFinding":
+                response = em.describe_audit_finding(path)
+            else:
+                response = _SERVED[operation](em, _json_object(body))
         except BadRequest as e:
             self.send_aws_error(400, "InvalidRequestException", str(e))
+        except AwsError as e:
+            self.send_aws_error(e.status, e.code, e.message)
         else:
             self.send_json(200, response, [("x-amzn-RequestId", str(uuid.uuid4()))])
 

@@ -216,6 +216,97 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.list_findings(taskId="T1", nextToken=token).status, 200,
                          "a token can be used again, as a retry would")
 
+    def test_describe_audit_finding(self):
+        self.control("POST", "/_emulator/findings", {"generate": {"taskId": "T1", "count": 2}})
+        listed = self.list_findings(taskId="T1").json["findings"]
+        described = self.call("GET", "/audit/findings/" + listed[1]["findingId"])
+        self.assertEqual(described.status, 200, described.body)
+        self.assertEqual(described.json, {"finding": listed[1]})
+        self.assert_aws_error(self.call("GET", "/audit/findings/absent"),
+                              404, "ResourceNotFoundException")
+        self.assertEqual(self.request_log()["counts"]["DescribeAuditFinding"], 2)
+
+    # --- audit suppressions ------------------------------------------------------------------
+
+    @staticmethod
+    def suppression(name, version="1", **fields):
+        return {"checkName": CHECK, "resourceIdentifier": {"policyVersionIdentifier": {
+            "policyName": name, "policyVersionId": version}}, **fields}
+
+    def test_suppressions_create_update_describe_list_delete(self):
+        a = self.suppression("WS_AUDIT_a")
+        later = time.time() + 86400
+        created = self.call("POST", "/audit/suppressions/create",
+                            {**a, "expirationDate": later, "description": "rolled back",
+                             "clientRequestToken": "tok-1"})
+        self.assertEqual((created.status, created.json), (200, {}), created.body)
+        self.assert_aws_error(
+            self.call("POST", "/audit/suppressions/create",
+                      {**a, "suppressIndefinitely": True, "clientRequestToken": "tok-2"}),
+            409, "ResourceAlreadyExistsException")
+        described = self.call("POST", "/audit/suppressions/describe", a).json
+        self.assertEqual(described, {**a, "expirationDate": later, "description": "rolled back"})
+
+        updated = self.call("PATCH", "/audit/suppressions/update",
+                            {**a, "suppressIndefinitely": True, "description": "kept"})
+        self.assertEqual(updated.status, 200, updated.body)
+        self.assertEqual(self.call("POST", "/audit/suppressions/describe", a).json,
+                         {**a, "suppressIndefinitely": True, "description": "kept"})
+
+        for name in ("WS_AUDIT_b", "WS_AUDIT_c"):
+            self.call("POST", "/audit/suppressions/create",
+                      {**self.suppression(name), "suppressIndefinitely": True,
+                       "clientRequestToken": "t"})
+        first = self.call("POST", "/audit/suppressions/list",
+                          {"checkName": CHECK, "maxResults": 2}).json
+        self.assertEqual(len(first["suppressions"]), 2)
+        rest = self.call("POST", "/audit/suppressions/list",
+                         {"checkName": CHECK, "maxResults": 2,
+                          "nextToken": first["nextToken"]}).json
+        self.assertEqual(len(rest["suppressions"]), 1)
+        self.assertNotIn("nextToken", rest)
+        self.assertEqual(self.call("POST", "/audit/suppressions/list",
+                                   {"checkName": "OTHER_CHECK"}).json, {"suppressions": []})
+
+        self.assertEqual(self.call("POST", "/audit/suppressions/delete", a).status, 200)
+        self.assert_aws_error(self.call("POST", "/audit/suppressions/describe", a),
+                              404, "ResourceNotFoundException")
+        self.assert_aws_error(self.call("PATCH", "/audit/suppressions/update",
+                                        {**a, "description": "x"}),
+                              404, "ResourceNotFoundException")
+        for bad in ({"checkName": CHECK}, {**a, "clientRequestToken": "t"},
+                    {**a, "expirationDate": "soon", "clientRequestToken": "t"},
+                    {**a, "suppressIndefinitely": True}):
+            self.assert_aws_error(self.call("POST", "/audit/suppressions/create", bad),
+                                  400, "InvalidRequestException")
+
+    def test_a_suppression_shows_on_findings_of_later_audits_only(self):
+        self.control("POST", "/_emulator/findings", {"generate": {
+            "taskId": "BEFORE", "count": 2, "policyNamePrefix": "WS_AUDIT_"}})
+        time.sleep(0.01)
+        self.call("POST", "/audit/suppressions/create",
+                  {**self.suppression("WS_AUDIT_00000"), "expirationDate": time.time() + 60,
+                   "clientRequestToken": "t"})
+        time.sleep(0.01)
+        self.control("POST", "/_emulator/findings", {"generate": {
+            "taskId": "AFTER", "count": 2, "policyNamePrefix": "WS_AUDIT_"}})
+
+        def suppressed(task, only=None):
+            request = {"taskId": task, **({} if only is None else
+                                          {"listSuppressedFindings": only})}
+            return [f["isSuppressed"] for f in self.list_findings(**request).json["findings"]]
+
+        self.assertEqual(suppressed("BEFORE"), [False, False])
+        self.assertEqual(suppressed("AFTER"), [True, False])
+        self.assertEqual(suppressed("AFTER", only=False), [False])
+        self.assertEqual(suppressed("AFTER", only=True), [True])
+        # An expired suppression covers nothing that started after it expired.
+        self.call("PATCH", "/audit/suppressions/update",
+                  {**self.suppression("WS_AUDIT_00000"), "expirationDate": time.time() - 1})
+        self.control("POST", "/_emulator/findings", {"generate": {
+            "taskId": "EXPIRED", "count": 1, "policyNamePrefix": "WS_AUDIT_"}})
+        self.assertEqual(suppressed("EXPIRED"), [False])
+
     # --- control API -------------------------------------------------------------------------
 
     def test_request_log_counts_and_clear(self):
