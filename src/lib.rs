@@ -1,8 +1,10 @@
 //! iot-audit-remediator: closes AWS IoT Device Defender `IOT_POLICY_OVERLY_PERMISSIVE_CHECK`
 //! findings by installing a restrictive default policy version (see `../shared/SPEC.md`).
 //!
-//! Laid out by what each part owns; dependencies point one way
-//! (entry → engine → domain, report, the [`aws::Iot`] port; aws → domain; config → domain):
+//! Laid out by what each part owns. Dependencies point one way: entry → engine → domain,
+//! report, config and the [`aws::Iot`] port (the doors also use the findings pager and the
+//! queue sender of [`aws`]); aws → domain; config → domain and [`aws::Operation`]; domain →
+//! nothing. No module imports one that imports it back.
 //! - [`entry`]: the Lambda doors, one dispatch on the event's kind, SNS and SQS;
 //! - [`engine`]: what happens to one in-scope finding, and the pool, cutoff and context both
 //!   doors share;

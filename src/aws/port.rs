@@ -40,7 +40,8 @@ pub trait Iot: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<PolicyDefault>, IotError>> + Send;
 
-    /// `GetPolicyVersion`: the version's document; `None` when the version does not exist.
+    /// `GetPolicyVersion`: the version's document (empty when IoT sent none); `None` when the
+    /// version does not exist.
     fn get_policy_version(
         &self,
         name: &str,

@@ -1,4 +1,5 @@
-//! The application context: what every part of an invocation shares. Fields only.
+//! The application context: what every part of an invocation shares. It holds fields and no
+//! behaviour; its constructors only wire (the SDK client paced as configured, the queue).
 
 use crate::aws::{Enqueuer, Pacer, SdkIot};
 use crate::config::Config;

@@ -1,5 +1,5 @@
-//! The engine: what happens to one in-scope finding ([`remediate`], the decision and the calls
-//! that carry it out, in one file), and what both doors share to run many of them: the bounded
+//! The engine: what happens to one in-scope finding ([`remediate`]: the calls, the choice
+//! among the domain's decisions, and the finding's report, in one file), and what both doors share to run many of them: the bounded
 //! [`Pool`] with its panic guard, the deadline [`Cutoff`], and the application context [`App`].
 
 mod context;

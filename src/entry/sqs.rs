@@ -46,15 +46,16 @@ pub async fn handle_jobs<P: Iot>(
         not_done: Vec::new(),
         done: BTreeSet::new(),
     };
-    let jobs = read(records, &mut batch);
-    let jobs = screen(app, jobs, &mut batch);
+    let screener = Screener::new(app.config.target_policy_prefix.clone());
+    let jobs = read(records, &screener, &mut batch);
     run(app, jobs, cutoff, &mut batch).await;
     batch.settle()
 }
 
-/// Reads each record as a job; what is not one is rejected. SQS delivers at least once, and a
-/// batch is gathered from several receives: the same message twice is one job.
-fn read(records: &[Value], batch: &mut Batch) -> Vec<(Delivery, Job)> {
+/// Reads each record as a job and screens it; what is not one is rejected. SQS delivers at
+/// least once, and a batch is gathered from several receives: the same message twice is one
+/// job. Returns the in-scope jobs, in order.
+fn read(records: &[Value], screener: &Screener, batch: &mut Batch) -> Vec<(Delivery, Target)> {
     let mut seen_ids: HashSet<&str> = HashSet::new();
     let mut jobs = Vec::new();
     for raw in records {
@@ -100,40 +101,37 @@ fn read(records: &[Value], batch: &mut Batch) -> Vec<(Delivery, Job)> {
             task_id: job.task_id.clone(),
             receive_count,
         };
-        jobs.push((delivery, job));
+        jobs.extend(screen(screener, delivery, job, batch));
     }
     jobs
 }
 
-/// The queue is an input like any other: the prefix is checked again here. Out-of-scope jobs
-/// are done with no call.
-fn screen<P>(
-    app: &App<P>,
-    jobs: Vec<(Delivery, Job)>,
+/// The queue is an input like any other: the prefix is checked again here. An out-of-scope job
+/// is done with no call; an in-scope one goes on as a target.
+fn screen(
+    screener: &Screener,
+    delivery: Delivery,
+    job: Job,
     batch: &mut Batch,
-) -> Vec<(Delivery, Target)> {
-    let screener = Screener::new(app.config.target_policy_prefix.clone());
-    let mut in_scope = Vec::new();
-    for (delivery, job) in jobs {
-        match screener.check_policy(&job.policy) {
-            Screen::Skip(reason) => {
-                let skipped = FindingReport::new(
-                    job.finding_id,
-                    Some(&job.policy),
-                    Outcome::Skipped { reason },
-                );
-                batch.file(&delivery, &skipped);
-            }
-            Screen::InScope(policy) => {
-                let target = Target {
-                    finding_id: job.finding_id,
-                    policy,
-                };
-                in_scope.push((delivery, target));
-            }
+) -> Option<(Delivery, Target)> {
+    match screener.check_policy(&job.policy) {
+        Screen::Skip(reason) => {
+            let skipped = FindingReport::new(
+                job.finding_id,
+                Some(&job.policy),
+                Outcome::Skipped { reason },
+            );
+            batch.file(&delivery, &skipped);
+            None
+        }
+        Screen::InScope(policy) => {
+            let target = Target {
+                finding_id: job.finding_id,
+                policy,
+            };
+            Some((delivery, target))
         }
     }
-    in_scope
 }
 
 /// Runs the jobs in the pool in waves: two jobs for one policy (two audits, or a job
