@@ -26,6 +26,10 @@ pub const MAX_MAX_CONCURRENCY: usize = 64;
 /// The event source mapping's `MaximumConcurrency` range (Lambda allows 2 to 1000).
 pub const FANOUT_WORKERS_RANGE: RangeInclusive<u32> = 2..=1000;
 pub const DEFAULT_FANOUT_WORKERS: u32 = 2;
+pub const DEFAULT_METRICS_NAMESPACE: &str = "IotAuditRemediator";
+pub const DEFAULT_ROLLBACK_SUPPRESSION_DAYS: u32 = 30;
+/// Ten years: a suppression longer than that is a typo (use a person's judgement instead).
+pub const MAX_ROLLBACK_SUPPRESSION_DAYS: u32 = 3650;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -44,6 +48,18 @@ pub struct Config {
     pub api_calls_per_second: u32,
     /// Fan large audits out through an SQS queue instead of remediating inline.
     pub fanout: Option<FanoutConfig>,
+    /// The SNS topic change notifications go to (SPEC §8); `None`: none are sent.
+    pub notification_topic_arn: Option<String>,
+    /// The CloudWatch namespace of the EMF metrics.
+    pub metrics_namespace: String,
+    /// After a rollback, the restored version's finding is suppressed for this many days;
+    /// 0 = no suppression.
+    pub rollback_suppression_days: u32,
+    /// The function's own region (`AWS_REGION`, set by Lambda), for notifications.
+    pub region: Option<String>,
+    /// The function's log group (`AWS_LAMBDA_LOG_GROUP_NAME`, set by Lambda), where a
+    /// notification cut at SNS's size limit points its readers.
+    pub log_group: Option<String>,
 }
 
 /// Where and how audits are fanned out (`FANOUT_*` variables).
@@ -80,6 +96,12 @@ pub enum ConfigError {
     BadInlineMax(String),
     #[error("FANOUT_WORKERS={0:?} is not a whole number from 2 to 1000 (the event source mapping's maximum concurrency)")]
     BadWorkers(String),
+    #[error("NOTIFICATION_TOPIC_ARN={0:?} is not the ARN of an SNS topic (arn:<partition>:sns:<region>:<account>:<name>)")]
+    BadTopicArn(String),
+    #[error("METRICS_NAMESPACE={0:?} is not a CloudWatch namespace (1 to 255 of letters, digits and . - _ / # :, not starting with a colon)")]
+    BadNamespace(String),
+    #[error("ROLLBACK_SUPPRESSION_DAYS={0:?} is not a whole number from 0 (no suppression) to {MAX_ROLLBACK_SUPPRESSION_DAYS}")]
+    BadSuppressionDays(String),
 }
 
 impl Default for Config {
@@ -87,12 +109,17 @@ impl Default for Config {
         Self {
             target_policy_prefix: DEFAULT_PREFIX.to_owned(),
             dry_run: false,
-            keep_replaced_version: false,
+            keep_replaced_version: true,
             max_concurrency: NonZeroUsize::new(DEFAULT_MAX_CONCURRENCY)
                 .unwrap_or(NonZeroUsize::MIN),
             deadline_margin: Duration::from_secs(DEFAULT_DEADLINE_MARGIN_SECONDS),
             api_calls_per_second: DEFAULT_API_CALLS_PER_SECOND,
             fanout: None,
+            notification_topic_arn: None,
+            metrics_namespace: DEFAULT_METRICS_NAMESPACE.to_owned(),
+            rollback_suppression_days: DEFAULT_ROLLBACK_SUPPRESSION_DAYS,
+            region: None,
+            log_group: None,
         }
     }
 }
@@ -147,6 +174,16 @@ impl Config {
             deadline_margin,
             api_calls_per_second,
             fanout: fanout_from_lookup(&lookup)?,
+            notification_topic_arn: topic_from_lookup(&lookup)?,
+            metrics_namespace: namespace_from_lookup(&lookup)?,
+            rollback_suppression_days: parse_in_range(
+                lookup("ROLLBACK_SUPPRESSION_DAYS"),
+                DEFAULT_ROLLBACK_SUPPRESSION_DAYS,
+                0..=MAX_ROLLBACK_SUPPRESSION_DAYS,
+                ConfigError::BadSuppressionDays,
+            )?,
+            region: lookup("AWS_REGION").filter(|r| !r.is_empty()),
+            log_group: lookup("AWS_LAMBDA_LOG_GROUP_NAME").filter(|g| !g.is_empty()),
         })
     }
 
@@ -163,12 +200,14 @@ impl Config {
     /// whole quota. With fan-out, the policy operations are shared: up to `FANOUT_WORKERS`
     /// worker processes call them at once, plus one audit invocation when small audits stay
     /// inline (`FANOUT_INLINE_MAX_FINDINGS` > 0), so each gets `1 / sharers` of the quota and
-    /// together they stay at it. `ListAuditFindings` is only called by audit invocations: it
-    /// keeps the whole quota.
+    /// together they stay at it. The operations only audit and rollback invocations call
+    /// (listing findings and suppressions, rollback's writes) keep the whole quota.
     pub fn pace(&self, operation: Operation) -> Option<Duration> {
-        let sharers = match (&self.fanout, operation) {
-            (None, _) | (Some(_), Operation::ListAuditFindings) => 1,
-            (Some(f), _) => f.workers + u32::from(f.inline_max_findings > 0),
+        let sharers = match &self.fanout {
+            Some(f) if operation.called_by_workers() => {
+                f.workers + u32::from(f.inline_max_findings > 0)
+            }
+            _ => 1,
         };
         (self.api_calls_per_second > 0)
             .then(|| Duration::from_secs(u64::from(sharers)) / self.api_calls_per_second)
@@ -209,6 +248,43 @@ fn fanout_from_lookup(
         inline_max_findings,
         workers,
     }))
+}
+
+/// `NOTIFICATION_TOPIC_ARN`: unset or empty = no notifications.
+fn topic_from_lookup(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(arn) = lookup("NOTIFICATION_TOPIC_ARN").map(|a| a.trim().to_owned()) else {
+        return Ok(None);
+    };
+    if arn.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = arn.split(':').collect();
+    let valid = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "sns"
+        && parts.iter().all(|p| !p.is_empty());
+    if valid {
+        Ok(Some(arn))
+    } else {
+        Err(ConfigError::BadTopicArn(arn))
+    }
+}
+
+fn namespace_from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let Some(namespace) = lookup("METRICS_NAMESPACE") else {
+        return Ok(DEFAULT_METRICS_NAMESPACE.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
+    if (1..=255).contains(&namespace.len())
+        && namespace.chars().all(allowed)
+        && !namespace.starts_with(':')
+    {
+        Ok(namespace)
+    } else {
+        Err(ConfigError::BadNamespace(namespace))
+    }
 }
 
 /// Policy names match `[\w+=,.@-]+`.
@@ -265,8 +341,11 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.target_policy_prefix, "WS_AUDIT_");
         assert!(!c.dry_run);
-        assert!(!c.keep_replaced_version);
+        assert!(c.keep_replaced_version, "kept by default, for rollback");
         assert_eq!(c.max_concurrency.get(), DEFAULT_MAX_CONCURRENCY);
+        assert_eq!(c.notification_topic_arn, None);
+        assert_eq!(c.metrics_namespace, "IotAuditRemediator");
+        assert_eq!(c.rollback_suppression_days, 30);
         assert_eq!(c, Config::default());
     }
 
@@ -275,7 +354,13 @@ mod tests {
         let c = config(&[
             ("TARGET_POLICY_PREFIX", "FLEET-"),
             ("DRY_RUN", "TRUE"),
-            ("KEEP_REPLACED_VERSION", " true "),
+            ("KEEP_REPLACED_VERSION", " false "),
+            (
+                "NOTIFICATION_TOPIC_ARN",
+                "arn:aws-cn:sns:cn-north-1:123456789012:changes",
+            ),
+            ("METRICS_NAMESPACE", "Security/Iot"),
+            ("ROLLBACK_SUPPRESSION_DAYS", "0"),
             ("MAX_CONCURRENCY", "1"),
             ("DEADLINE_MARGIN_SECONDS", "0"),
             ("API_CALLS_PER_SECOND", "0"),
@@ -283,7 +368,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.target_policy_prefix, "FLEET-");
         assert!(c.dry_run);
-        assert!(c.keep_replaced_version);
+        assert!(!c.keep_replaced_version);
+        assert_eq!(
+            c.notification_topic_arn.as_deref(),
+            Some("arn:aws-cn:sns:cn-north-1:123456789012:changes")
+        );
+        assert_eq!(c.metrics_namespace, "Security/Iot");
+        assert_eq!(c.rollback_suppression_days, 0);
+        assert_eq!(c.after_create(), AfterCreate::DeleteReplaced);
+        assert_eq!(Config::default().after_create(), AfterCreate::KeepReplaced);
+        assert_eq!(
+            config(&[("NOTIFICATION_TOPIC_ARN", "")])
+                .unwrap()
+                .notification_topic_arn,
+            None
+        );
         assert_eq!(c.max_concurrency.get(), 1);
         assert_eq!(c.deadline_margin, Duration::ZERO);
         assert_eq!(c.api_calls_per_second, 0);
@@ -331,6 +430,17 @@ mod tests {
         // 4 workers at 2.5 calls/s each: 10/s together. Listing is not shared.
         assert_eq!(c.pace(GetPolicy), Some(Duration::from_millis(400)));
         assert_eq!(c.pace(ListAuditFindings), Some(Duration::from_millis(100)));
+        for op in [
+            Operation::ListAuditSuppressions,
+            Operation::SetDefaultPolicyVersion,
+            Operation::CreateAuditSuppression,
+        ] {
+            assert_eq!(c.pace(op), Some(Duration::from_millis(100)), "{op}");
+        }
+        assert_eq!(
+            c.pace(Operation::ListTargetsForPolicy),
+            Some(Duration::from_millis(400))
+        );
         // Small audits inline: the audit invocation is one more sharer.
         c.fanout.as_mut().unwrap().inline_max_findings = 100;
         assert_eq!(c.pace(GetPolicy), Some(Duration::from_millis(500)));
@@ -379,6 +489,17 @@ mod tests {
             ("FANOUT_INLINE_MAX_FINDINGS", "-1"),
             ("FANOUT_WORKERS", "1"),
             ("FANOUT_WORKERS", "1001"),
+            ("NOTIFICATION_TOPIC_ARN", "changes"),
+            (
+                "NOTIFICATION_TOPIC_ARN",
+                "arn:aws:sqs:us-east-1:123456789012:q",
+            ),
+            ("NOTIFICATION_TOPIC_ARN", "arn:aws:sns:us-east-1::t"),
+            ("METRICS_NAMESPACE", ""),
+            ("METRICS_NAMESPACE", "a b"),
+            ("METRICS_NAMESPACE", ":x"),
+            ("ROLLBACK_SUPPRESSION_DAYS", "-1"),
+            ("ROLLBACK_SUPPRESSION_DAYS", "3651"),
         ] {
             let err = config(&[(name, bad)]).unwrap_err();
             assert!(err.to_string().contains(name), "{bad}: {err}");

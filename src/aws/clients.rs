@@ -14,11 +14,17 @@ use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 /// with the calls in `src/`.
 pub const IOT_ACTIONS: &[&str] = &[
     "iot:ListAuditFindings",
+    "iot:ListAuditSuppressions",
     "iot:GetPolicy",
     "iot:GetPolicyVersion",
     "iot:ListPolicyVersions",
     "iot:CreatePolicyVersion",
     "iot:DeletePolicyVersion",
+    "iot:ListTargetsForPolicy",
+    "iot:SetDefaultPolicyVersion",
+    "iot:DescribeAuditSuppression",
+    "iot:CreateAuditSuppression",
+    "iot:UpdateAuditSuppression",
 ];
 
 /// The SQS actions the function's own calls need (fan-out only): `SendMessageBatch` is

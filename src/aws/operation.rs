@@ -4,35 +4,68 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     ListAuditFindings,
+    ListAuditSuppressions,
     GetPolicy,
     GetPolicyVersion,
     ListPolicyVersions,
     CreatePolicyVersion,
     DeletePolicyVersion,
+    ListTargetsForPolicy,
+    SetDefaultPolicyVersion,
+    DescribeAuditSuppression,
+    CreateAuditSuppression,
+    UpdateAuditSuppression,
 }
 
 impl Operation {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 12;
 
     pub const ALL: [Operation; Self::COUNT] = [
         Operation::ListAuditFindings,
+        Operation::ListAuditSuppressions,
         Operation::GetPolicy,
         Operation::GetPolicyVersion,
         Operation::ListPolicyVersions,
         Operation::CreatePolicyVersion,
         Operation::DeletePolicyVersion,
+        Operation::ListTargetsForPolicy,
+        Operation::SetDefaultPolicyVersion,
+        Operation::DescribeAuditSuppression,
+        Operation::CreateAuditSuppression,
+        Operation::UpdateAuditSuppression,
     ];
 
     /// The API's name for it (the IAM action without `iot:`).
     pub const fn name(self) -> &'static str {
         match self {
             Operation::ListAuditFindings => "ListAuditFindings",
+            Operation::ListAuditSuppressions => "ListAuditSuppressions",
             Operation::GetPolicy => "GetPolicy",
             Operation::GetPolicyVersion => "GetPolicyVersion",
             Operation::ListPolicyVersions => "ListPolicyVersions",
             Operation::CreatePolicyVersion => "CreatePolicyVersion",
             Operation::DeletePolicyVersion => "DeletePolicyVersion",
+            Operation::ListTargetsForPolicy => "ListTargetsForPolicy",
+            Operation::SetDefaultPolicyVersion => "SetDefaultPolicyVersion",
+            Operation::DescribeAuditSuppression => "DescribeAuditSuppression",
+            Operation::CreateAuditSuppression => "CreateAuditSuppression",
+            Operation::UpdateAuditSuppression => "UpdateAuditSuppression",
         }
+    }
+
+    /// The policy operations fan-out workers call: their quota is shared among the workers.
+    /// The others are called only by audit invocations (listing findings and suppressions)
+    /// and rollbacks (the restore, and the suppression that keeps it).
+    pub const fn called_by_workers(self) -> bool {
+        matches!(
+            self,
+            Operation::GetPolicy
+                | Operation::GetPolicyVersion
+                | Operation::ListPolicyVersions
+                | Operation::CreatePolicyVersion
+                | Operation::DeletePolicyVersion
+                | Operation::ListTargetsForPolicy
+        )
     }
 
     pub(super) fn index(self) -> usize {

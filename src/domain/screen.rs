@@ -29,6 +29,12 @@ pub enum SkipReason {
     RestrictiveDocumentFlagged,
     /// The flagged version is no longer the default: someone changed the policy after the audit.
     StaleFinding,
+    /// Rollback: the default is not the restrictive document (nothing to undo, or someone
+    /// changed it since): nothing is done.
+    NotRemediated,
+    /// Rollback: the flagged version is gone (it was deleted); the replaced document is in the
+    /// remediation's log line and notification.
+    RollbackUnavailable,
 }
 
 /// The result of looking at a finding before any IoT call.

@@ -22,6 +22,10 @@ pub enum Outcome {
     Deferred,
     /// Sent to the fan-out queue as a job: a worker invocation remediates it.
     Enqueued,
+    /// Rollback: the flagged version is the default again, the restrictive one deleted.
+    RolledBack,
+    /// Rollback, dry run: it would be rolled back.
+    WouldRollBack,
 }
 
 impl Outcome {
@@ -59,6 +63,16 @@ pub struct FindingReport {
     /// The permissive document that was (or would be) replaced, exactly as IoT returned it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_document: Option<String>,
+    /// How many targets (certificates, thing groups, identities) the policy is attached to, as
+    /// far as one `ListTargetsForPolicy` page shows: the blast radius of the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_count: Option<usize>,
+    /// More targets than that one page holds.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_targets: bool,
+    /// Rollback: the suppression that keeps the next audit from undoing it, when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed_until: Option<String>,
 }
 
 impl FindingReport {
@@ -78,6 +92,9 @@ impl FindingReport {
             would_delete_version_ids: Vec::new(),
             kept_version_id: None,
             replaced_document: None,
+            target_count: None,
+            more_targets: false,
+            suppressed_until: None,
         }
     }
 
@@ -91,22 +108,11 @@ impl FindingReport {
         let policy = self.policy_name.as_deref().unwrap_or("-");
         let flagged = self.flagged_version_id.as_deref().unwrap_or("-");
         let finding = self.finding_id.as_deref().unwrap_or("-");
-        let deleted = self.deleted_version_ids.join(",");
-        let new = self.new_version_id.as_deref().unwrap_or("-");
-        let kept = self.kept_version_id.as_deref().unwrap_or("-");
-        let replaced = self.replaced_document.as_deref().unwrap_or("-");
         match &self.outcome {
-            Outcome::Remediated => tracing::info!(
-                task_id, finding, policy, flagged_version = flagged, new_version = new,
-                deleted_versions = %deleted, kept_version = kept, replaced_document = replaced,
-                outcome = "remediated", "policy remediated"
-            ),
-            Outcome::WouldRemediate => tracing::info!(
-                task_id, finding, policy, flagged_version = flagged,
-                would_delete_versions = %self.would_delete_version_ids.join(","),
-                kept_version = kept, replaced_document = replaced,
-                outcome = "would_remediate", "dry run: policy would be remediated"
-            ),
+            Outcome::Remediated | Outcome::WouldRemediate | Outcome::Failed { .. } => {
+                self.log_change(task_id)
+            }
+            Outcome::RolledBack | Outcome::WouldRollBack => self.log_rollback(task_id),
             Outcome::Skipped {
                 reason: SkipReason::RestrictiveDocumentFlagged,
             } => tracing::error!(
@@ -121,8 +127,8 @@ impl FindingReport {
             Outcome::Skipped { reason } => tracing::info!(
                 task_id, finding, policy, flagged_version = flagged,
                 default_version = self.default_version_id.as_deref().unwrap_or("-"),
-                deleted_versions = %deleted, outcome = "skipped", reason = ?reason,
-                "finding skipped"
+                deleted_versions = %self.deleted_version_ids.join(","), outcome = "skipped",
+                reason = ?reason, "finding skipped"
             ),
             Outcome::Deferred => tracing::warn!(
                 task_id,
@@ -140,11 +146,58 @@ impl FindingReport {
                 outcome = "enqueued",
                 "job sent to the fan-out queue"
             ),
+        }
+    }
+
+    /// A remediation done, previewed or failed: the versions involved, the blast radius and
+    /// the replaced document, so that the log alone is enough to undo it.
+    fn log_change(&self, task_id: &str) {
+        let policy = self.policy_name.as_deref().unwrap_or("-");
+        let flagged = self.flagged_version_id.as_deref().unwrap_or("-");
+        let finding = self.finding_id.as_deref().unwrap_or("-");
+        let deleted = self.deleted_version_ids.join(",");
+        let new = self.new_version_id.as_deref().unwrap_or("-");
+        let kept = self.kept_version_id.as_deref().unwrap_or("-");
+        let replaced = self.replaced_document.as_deref().unwrap_or("-");
+        let targets = self.target_count.map_or(-1, |n| n as i64);
+        let more_targets = self.more_targets;
+        match &self.outcome {
+            Outcome::WouldRemediate => tracing::info!(
+                task_id, finding, policy, flagged_version = flagged,
+                would_delete_versions = %self.would_delete_version_ids.join(","),
+                kept_version = kept, targets, more_targets, replaced_document = replaced,
+                outcome = "would_remediate", "dry run: policy would be remediated"
+            ),
             Outcome::Failed { error } => tracing::error!(
                 task_id, finding, policy, flagged_version = flagged, new_version = new,
                 deleted_versions = %deleted, replaced_document = replaced,
                 outcome = "failed", error = %error, "policy could not be remediated"
             ),
+            _ => tracing::info!(
+                task_id, finding, policy, flagged_version = flagged, new_version = new,
+                deleted_versions = %deleted, kept_version = kept, targets, more_targets,
+                replaced_document = replaced, outcome = "remediated", "policy remediated"
+            ),
+        }
+    }
+
+    fn log_rollback(&self, task_id: &str) {
+        let policy = self.policy_name.as_deref().unwrap_or("-");
+        let restored = self.flagged_version_id.as_deref().unwrap_or("-");
+        let finding = self.finding_id.as_deref().unwrap_or("-");
+        let until = self.suppressed_until.as_deref().unwrap_or("-");
+        if self.outcome == Outcome::WouldRollBack {
+            tracing::info!(
+                task_id, finding, policy, restored_version = restored,
+                would_delete_versions = %self.would_delete_version_ids.join(","),
+                outcome = "would_roll_back", "dry run: policy would be rolled back"
+            );
+        } else {
+            tracing::info!(
+                task_id, finding, policy, restored_version = restored,
+                deleted_versions = %self.deleted_version_ids.join(","), suppressed_until = until,
+                outcome = "rolled_back", "policy rolled back"
+            );
         }
     }
 }
@@ -160,6 +213,8 @@ pub struct Totals {
     pub failed: usize,
     pub deferred: usize,
     pub enqueued: usize,
+    pub rolled_back: usize,
+    pub would_roll_back: usize,
     pub skipped_by_reason: BTreeMap<SkipReason, usize>,
     /// Finding lists that could not be read to the end, by error or deadline (the invocation
     /// fails for them).
@@ -179,6 +234,8 @@ impl Totals {
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Deferred => self.deferred += 1,
             Outcome::Enqueued => self.enqueued += 1,
+            Outcome::RolledBack => self.rolled_back += 1,
+            Outcome::WouldRollBack => self.would_roll_back += 1,
         }
     }
 
@@ -190,6 +247,8 @@ impl Totals {
         self.failed += other.failed;
         self.deferred += other.deferred;
         self.enqueued += other.enqueued;
+        self.rolled_back += other.rolled_back;
+        self.would_roll_back += other.would_roll_back;
         self.listing_errors += other.listing_errors;
         for (reason, n) in &other.skipped_by_reason {
             *self.skipped_by_reason.entry(*reason).or_default() += n;
