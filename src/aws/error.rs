@@ -12,6 +12,8 @@ pub enum IotErrorKind {
     NotFound,
     /// `VersionsLimitExceededException`: the policy already has 5 versions.
     VersionsLimit,
+    /// `ResourceAlreadyExistsException`: e.g. a suppression of that finding exists.
+    AlreadyExists,
     /// A delete refused because the version is the default or in use. The model lists
     /// `DeleteConflictException`; moto answers `InvalidRequestException`; the live code is not
     /// documented, so both mean this.
@@ -40,6 +42,7 @@ impl IotError {
         let kind = match code.as_deref() {
             Some("ResourceNotFoundException") => IotErrorKind::NotFound,
             Some("VersionsLimitExceededException") => IotErrorKind::VersionsLimit,
+            Some("ResourceAlreadyExistsException") => IotErrorKind::AlreadyExists,
             Some("DeleteConflictException" | "InvalidRequestException") => IotErrorKind::InUse,
             _ => IotErrorKind::Other,
         };

@@ -3,17 +3,23 @@
 use std::future::Future;
 
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_iot::types::AuditFinding;
+use aws_sdk_iot::primitives::DateTime;
+use aws_sdk_iot::types::{
+    AuditFinding, AuditSuppression, PolicyVersionIdentifier, ResourceIdentifier,
+};
 use aws_sdk_iot::Client;
 
-use crate::domain::{Deleted, Finding, PolicyVersionRef, VersionInfo};
+use crate::domain::{Deleted, Finding, PolicyVersionRef, Suppression, VersionInfo};
 
 use super::error::{IotError, IotErrorKind};
 use super::operation::Operation;
 use super::pace::Pacer;
-use super::port::{FindingsPage, Iot, PolicyDefault};
+use super::port::{
+    FindingsPage, Iot, Listed, PolicyDefault, SuppressionRequest, SuppressionsPage, Targets,
+};
 
-/// The largest page `ListAuditFindings` allows.
+/// The largest page `ListAuditFindings`, `ListAuditSuppressions` and `ListTargetsForPolicy`
+/// allow.
 pub const MAX_PAGE_SIZE: i32 = 250;
 
 /// The IoT client and the pacer every call of the process waits on.
@@ -58,15 +64,18 @@ impl Iot for SdkIot {
         &self,
         task_id: &str,
         check_name: &str,
+        listed: Listed,
         next_token: Option<String>,
     ) -> Result<FindingsPage, IotError> {
+        // Absent: suppressed and unsuppressed alike.
+        let only_unsuppressed = (listed == Listed::Unsuppressed).then_some(false);
         let out = self
             .call(Operation::ListAuditFindings, || {
                 self.client
                     .list_audit_findings()
                     .task_id(task_id)
                     .check_name(check_name)
-                    .list_suppressed_findings(false)
+                    .set_list_suppressed_findings(only_unsuppressed)
                     .max_results(MAX_PAGE_SIZE)
                     .set_next_token(next_token)
                     .send()
@@ -76,6 +85,103 @@ impl Iot for SdkIot {
             findings: out.findings().iter().map(finding).collect(),
             next_token: out.next_token().map(str::to_owned),
         })
+    }
+
+    async fn list_suppressions(
+        &self,
+        check_name: &str,
+        next_token: Option<String>,
+    ) -> Result<SuppressionsPage, IotError> {
+        let out = self
+            .call(Operation::ListAuditSuppressions, || {
+                self.client
+                    .list_audit_suppressions()
+                    .check_name(check_name)
+                    .max_results(MAX_PAGE_SIZE)
+                    .set_next_token(next_token)
+                    .send()
+            })
+            .await?;
+        Ok(SuppressionsPage {
+            suppressions: out.suppressions().iter().filter_map(suppression).collect(),
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn suppression_exists(
+        &self,
+        check_name: &str,
+        policy: &PolicyVersionRef,
+    ) -> Result<bool, IotError> {
+        let out = self
+            .call(Operation::DescribeAuditSuppression, || {
+                self.client
+                    .describe_audit_suppression()
+                    .check_name(check_name)
+                    .resource_identifier(resource(policy))
+                    .send()
+            })
+            .await;
+        Ok(absent_when(out, IotErrorKind::NotFound)?.is_some())
+    }
+
+    async fn create_suppression(&self, request: &SuppressionRequest<'_>) -> Result<bool, IotError> {
+        // The SDK fills in the idempotency token (`clientRequestToken`) itself.
+        let out = self
+            .call(Operation::CreateAuditSuppression, || {
+                self.client
+                    .create_audit_suppression()
+                    .check_name(request.check_name)
+                    .resource_identifier(resource(request.policy))
+                    .expiration_date(DateTime::from_secs(request.expires_epoch_secs))
+                    .description(request.description)
+                    .send()
+            })
+            .await;
+        Ok(absent_when(out, IotErrorKind::AlreadyExists)?.is_some())
+    }
+
+    async fn update_suppression(&self, request: &SuppressionRequest<'_>) -> Result<(), IotError> {
+        self.call(Operation::UpdateAuditSuppression, || {
+            self.client
+                .update_audit_suppression()
+                .check_name(request.check_name)
+                .resource_identifier(resource(request.policy))
+                .expiration_date(DateTime::from_secs(request.expires_epoch_secs))
+                .description(request.description)
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn list_targets(&self, name: &str) -> Result<Targets, IotError> {
+        let out = self
+            .call(Operation::ListTargetsForPolicy, || {
+                self.client
+                    .list_targets_for_policy()
+                    .policy_name(name)
+                    .page_size(MAX_PAGE_SIZE)
+                    .send()
+            })
+            .await?;
+        Ok(Targets {
+            count: out.targets().len(),
+            more: out.next_marker().is_some_and(|m| !m.is_empty()),
+        })
+    }
+
+    async fn set_default_version(&self, name: &str, version_id: &str) -> Result<bool, IotError> {
+        let out = self
+            .call(Operation::SetDefaultPolicyVersion, || {
+                self.client
+                    .set_default_policy_version()
+                    .policy_name(name)
+                    .policy_version_id(version_id)
+                    .send()
+            })
+            .await;
+        Ok(absent_when(out, IotErrorKind::NotFound)?.is_some())
     }
 
     async fn get_policy(&self, name: &str) -> Result<Option<PolicyDefault>, IotError> {
@@ -196,4 +302,30 @@ fn finding(f: &AuditFinding) -> Finding {
         policy,
         is_suppressed: f.is_suppressed().unwrap_or(false),
     }
+}
+
+/// The check's resource identifier for a policy version.
+fn resource(policy: &PolicyVersionRef) -> ResourceIdentifier {
+    let version = PolicyVersionIdentifier::builder()
+        .policy_name(&policy.policy_name)
+        .policy_version_id(&policy.version_id)
+        .build();
+    ResourceIdentifier::builder()
+        .policy_version_identifier(version)
+        .build()
+}
+
+/// A suppression of a policy version; `None` for other resources. One with neither an expiry
+/// nor `suppressIndefinitely` counts as indefinite: the safe reading.
+fn suppression(s: &AuditSuppression) -> Option<Suppression> {
+    let p = s.resource_identifier()?.policy_version_identifier()?;
+    let policy = PolicyVersionRef {
+        policy_name: p.policy_name()?.to_owned(),
+        version_id: p.policy_version_id()?.to_owned(),
+    };
+    let expires_ms = match s.suppress_indefinitely() {
+        Some(true) => None,
+        _ => s.expiration_date().and_then(|d| d.to_millis().ok()),
+    };
+    Some(Suppression { policy, expires_ms })
 }

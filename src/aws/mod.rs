@@ -17,9 +17,11 @@ pub use clients::{
     MAX_BACKOFF, OPERATION_TIMEOUT, SQS_ACTIONS,
 };
 pub use error::{IotError, IotErrorKind};
-pub use findings::{pages, Page};
+pub use findings::{pages, suppressions, Page};
 pub use iot::{SdkIot, MAX_PAGE_SIZE};
 pub use operation::Operation;
 pub use pace::Pacer;
-pub use port::{FindingsPage, Iot, PolicyDefault};
+pub use port::{
+    FindingsPage, Iot, Listed, PolicyDefault, SuppressionRequest, SuppressionsPage, Targets,
+};
 pub use queue::{Enqueuer, BATCH_SIZE, SEND_ROUNDS};

@@ -19,11 +19,16 @@ pub enum EventKind {
     Sns,
     /// A batch of fan-out jobs from the SQS event source mapping.
     SqsJobs,
+    /// `{"rollback": {...}}`, sent by a person or a tool (SPEC §9).
+    Rollback,
 }
 
-/// Which door an event goes through: SQS records say `eventSource: aws:sqs` (SNS records say
-/// `EventSource: aws:sns`).
+/// Which door an event goes through: a `rollback` member makes it a rollback; SQS records say
+/// `eventSource: aws:sqs` (SNS records say `EventSource: aws:sns`).
 pub fn event_kind(event: &Value) -> EventKind {
+    if event.get("rollback").is_some() {
+        return EventKind::Rollback;
+    }
     let source = event
         .get("Records")
         .and_then(Value::as_array)

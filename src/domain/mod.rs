@@ -7,8 +7,10 @@ mod finding;
 mod job;
 mod message;
 mod restrictive;
+mod rollback;
 mod screen;
 mod send;
+mod suppression;
 mod versions;
 
 pub use decide::{
@@ -19,8 +21,13 @@ pub use finding::{Finding, PolicyVersionRef, Target, IOT_POLICY};
 pub use job::{Job, JobError};
 pub use message::*;
 pub use restrictive::{DocumentError, RestrictivePolicy, MAX_DOCUMENT_CHARS, RESTRICTIVE_DOCUMENT};
+pub use rollback::{
+    civil_date, decide_rollback, parse_rollback, restorable, suppression_description,
+    RollbackDecision, RollbackError, RollbackRequest,
+};
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};
+pub use suppression::{Suppression, Suppressions};
 pub use versions::{
     compare_version_ids, duplicate_candidates, oldest_non_default, others_created_since,
     same_version, VersionInfo,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::finding::{Finding, PolicyVersionRef, IOT_POLICY};
+use super::suppression::Suppressions;
 
 /// Why a finding or policy was left alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -29,6 +30,8 @@ pub enum SkipReason {
     RestrictiveDocumentFlagged,
     /// The flagged version is no longer the default: someone changed the policy after the audit.
     StaleFinding,
+    /// Rollback: the event named other policies.
+    NotNamed,
     /// Rollback: the default is not the restrictive document (nothing to undo, or someone
     /// changed it since): nothing is done.
     NotRemediated,
@@ -50,6 +53,11 @@ pub enum Screen {
 pub struct Screener {
     prefix: String,
     seen: HashSet<String>,
+    suppressions: Suppressions,
+    /// Rollback: suppressed findings are undone like the others.
+    include_suppressed: bool,
+    /// Rollback: only these policies, when the event names some.
+    only: Option<HashSet<String>>,
 }
 
 impl Screener {
@@ -57,7 +65,25 @@ impl Screener {
         Self {
             prefix: prefix.into(),
             seen: HashSet::new(),
+            suppressions: Suppressions::default(),
+            include_suppressed: false,
+            only: None,
         }
+    }
+
+    /// For a rollback: suppressed findings count (a rollback itself suppresses what it
+    /// restores), and only the policies the event names, when it names some.
+    pub fn for_rollback(mut self, only: Option<&[String]>) -> Self {
+        self.include_suppressed = true;
+        self.only = only.map(|names| names.iter().cloned().collect());
+        self
+    }
+
+    /// Also skips, as suppressed, findings whose policy version has a current suppression
+    /// (made after their audit ran, so their `isSuppressed` does not show it).
+    pub fn with_suppressions(mut self, suppressions: Suppressions) -> Self {
+        self.suppressions = suppressions;
+        self
     }
 
     /// The checks of one finding, and at most one in-scope finding per policy.
@@ -78,7 +104,8 @@ impl Screener {
         let Some(policy) = &finding.policy else {
             return Screen::Skip(SkipReason::NoPolicyVersion);
         };
-        if finding.is_suppressed {
+        let suppressed = finding.is_suppressed || self.suppressions.covers(policy);
+        if suppressed && !self.include_suppressed {
             return Screen::Skip(SkipReason::Suppressed);
         }
         self.check_policy(policy)
@@ -89,6 +116,13 @@ impl Screener {
     pub fn check_policy(&self, policy: &PolicyVersionRef) -> Screen {
         if !policy.policy_name.starts_with(&self.prefix) {
             return Screen::Skip(SkipReason::OutOfScope);
+        }
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&policy.policy_name))
+        {
+            return Screen::Skip(SkipReason::NotNamed);
         }
         Screen::InScope(policy.clone())
     }
@@ -176,6 +210,57 @@ mod tests {
         // A suppressed finding does not claim the policy: an unsuppressed one still counts.
         assert!(matches!(
             s.screen(&finding("WS_AUDIT_a", "1")),
+            Screen::InScope(_)
+        ));
+    }
+
+    #[test]
+    fn a_suppression_made_since_the_audit_counts() {
+        let current = Suppressions::current(
+            [crate::domain::Suppression {
+                policy: PolicyVersionRef {
+                    policy_name: "WS_AUDIT_a".into(),
+                    version_id: "1".into(),
+                },
+                expires_ms: None,
+            }],
+            0,
+        );
+        let mut s = Screener::new("WS_AUDIT_").with_suppressions(current);
+        assert_eq!(
+            s.screen(&finding("WS_AUDIT_a", "1")),
+            Screen::Skip(SkipReason::Suppressed)
+        );
+        // Another version of the same policy is not covered.
+        assert!(matches!(
+            s.screen(&finding("WS_AUDIT_a", "2")),
+            Screen::InScope(_)
+        ));
+    }
+
+    #[test]
+    fn a_rollback_screens_suppressed_findings_in_and_unnamed_policies_out() {
+        let named = ["WS_AUDIT_a".to_owned()];
+        let mut s = Screener::new("WS_AUDIT_").for_rollback(Some(&named));
+        let suppressed = Finding {
+            is_suppressed: true,
+            ..finding("WS_AUDIT_a", "1")
+        };
+        assert!(matches!(s.screen(&suppressed), Screen::InScope(_)));
+        assert_eq!(
+            s.screen(&finding("WS_AUDIT_b", "1")),
+            Screen::Skip(SkipReason::NotNamed)
+        );
+        // The prefix still holds, whatever the event names.
+        let outside = ["Fleet".to_owned()];
+        let mut s = Screener::new("WS_AUDIT_").for_rollback(Some(&outside));
+        assert_eq!(
+            s.screen(&finding("Fleet", "1")),
+            Screen::Skip(SkipReason::OutOfScope)
+        );
+        let mut all = Screener::new("WS_AUDIT_").for_rollback(None);
+        assert!(matches!(
+            all.screen(&finding("WS_AUDIT_b", "1")),
             Screen::InScope(_)
         ));
     }

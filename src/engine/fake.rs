@@ -5,8 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
-use crate::aws::{FindingsPage, Iot, IotError, IotErrorKind, Operation, PolicyDefault};
-use crate::domain::{Deleted, VersionInfo};
+use crate::aws::{
+    FindingsPage, Iot, IotError, IotErrorKind, Listed, Operation, PolicyDefault,
+    SuppressionRequest, SuppressionsPage, Targets,
+};
+use crate::domain::{Deleted, PolicyVersionRef, Suppression, VersionInfo};
 
 /// IoT keeps at most this many versions of a policy.
 pub const MAX_VERSIONS: usize = 5;
@@ -26,10 +29,15 @@ pub struct Policy {
     pub next_id: u64,
 }
 
-/// Every policy of the fake account, and a clock for `createDate`.
+/// Every policy of the fake account, its targets and suppressions, and a clock for
+/// `createDate`.
 #[derive(Debug, Default)]
 pub struct Fleet {
     pub policies: BTreeMap<String, Policy>,
+    /// Targets attached, per policy.
+    pub targets: HashMap<String, usize>,
+    /// Suppressions of the overly permissive check: expiry (epoch seconds) and description.
+    pub suppressions: HashMap<PolicyVersionRef, (i64, String)>,
     clock: i64,
 }
 
@@ -150,7 +158,11 @@ impl FakeIot {
             .filter(|op| {
                 matches!(
                     op,
-                    Operation::CreatePolicyVersion | Operation::DeletePolicyVersion
+                    Operation::CreatePolicyVersion
+                        | Operation::DeletePolicyVersion
+                        | Operation::SetDefaultPolicyVersion
+                        | Operation::CreateAuditSuppression
+                        | Operation::UpdateAuditSuppression
                 )
             })
             .collect()
@@ -188,15 +200,102 @@ fn version_id(id: &str) -> u64 {
     id.parse().unwrap_or(0)
 }
 
+/// The fake's one page of targets.
+const TARGETS_PAGE: usize = 250;
+
 impl Iot for FakeIot {
     async fn list_findings(
         &self,
         _task: &str,
         _check: &str,
+        _listed: Listed,
         _token: Option<String>,
     ) -> Result<FindingsPage, IotError> {
         self.answer(Operation::ListAuditFindings, "-", |_| {
             Ok(FindingsPage::default())
+        })
+    }
+
+    async fn list_suppressions(
+        &self,
+        _check: &str,
+        _token: Option<String>,
+    ) -> Result<SuppressionsPage, IotError> {
+        self.answer(Operation::ListAuditSuppressions, "-", |fleet| {
+            let suppressions = fleet
+                .suppressions
+                .iter()
+                .map(|(policy, (expires, _))| Suppression {
+                    policy: policy.clone(),
+                    expires_ms: Some(expires * 1000),
+                })
+                .collect();
+            Ok(SuppressionsPage {
+                suppressions,
+                next_token: None,
+            })
+        })
+    }
+
+    async fn suppression_exists(
+        &self,
+        _check: &str,
+        policy: &PolicyVersionRef,
+    ) -> Result<bool, IotError> {
+        self.answer(
+            Operation::DescribeAuditSuppression,
+            &policy.policy_name,
+            |fleet| Ok(fleet.suppressions.contains_key(policy)),
+        )
+    }
+
+    async fn create_suppression(&self, r: &SuppressionRequest<'_>) -> Result<bool, IotError> {
+        self.answer(
+            Operation::CreateAuditSuppression,
+            &r.policy.policy_name,
+            |fleet| {
+                if fleet.suppressions.contains_key(r.policy) {
+                    return Ok(false);
+                }
+                let value = (r.expires_epoch_secs, r.description.to_owned());
+                fleet.suppressions.insert(r.policy.clone(), value);
+                Ok(true)
+            },
+        )
+    }
+
+    async fn update_suppression(&self, r: &SuppressionRequest<'_>) -> Result<(), IotError> {
+        self.answer(
+            Operation::UpdateAuditSuppression,
+            &r.policy.policy_name,
+            |fleet| {
+                let found = fleet
+                    .suppressions
+                    .get_mut(r.policy)
+                    .ok_or(IotErrorKind::NotFound)?;
+                *found = (r.expires_epoch_secs, r.description.to_owned());
+                Ok(())
+            },
+        )
+    }
+
+    async fn list_targets(&self, name: &str) -> Result<Targets, IotError> {
+        self.answer(Operation::ListTargetsForPolicy, name, |fleet| {
+            let attached = fleet.targets.get(name).copied().unwrap_or(0);
+            Ok(Targets {
+                count: attached.min(TARGETS_PAGE),
+                more: attached > TARGETS_PAGE,
+            })
+        })
+    }
+
+    async fn set_default_version(&self, name: &str, id: &str) -> Result<bool, IotError> {
+        self.answer(Operation::SetDefaultPolicyVersion, name, |fleet| {
+            let exists = fleet.versions(name).iter().any(|v| v.id == version_id(id));
+            if exists {
+                fleet.set_default(name, version_id(id));
+            }
+            Ok(exists)
         })
     }
 

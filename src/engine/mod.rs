@@ -6,11 +6,13 @@ mod context;
 mod cutoff;
 mod pool;
 mod remediate;
+mod rollback;
 
 pub use context::App;
 pub use cutoff::Cutoff;
 pub use pool::Pool;
 pub use remediate::remediate;
+pub use rollback::{roll_back, RollbackContext};
 
 #[cfg(test)]
 mod fake;

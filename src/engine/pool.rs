@@ -2,6 +2,7 @@
 //! at most `MAX_CONCURRENCY` at once, so that a bug costs one policy, not the invocation.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -42,16 +43,32 @@ impl<T> Pool<T> {
         target: Target,
         cutoff: Cutoff,
     ) -> Option<(T, FindingReport)> {
+        let app = Arc::clone(app);
+        let work = move |target| async move { remediate(&app, target).await };
+        self.start_with(tag, target, cutoff, work).await
+    }
+
+    /// As [`Pool::start`], with other work for the policy (a rollback).
+    pub async fn start_with<F, Fut>(
+        &mut self,
+        tag: T,
+        target: Target,
+        cutoff: Cutoff,
+        work: F,
+    ) -> Option<(T, FindingReport)>
+    where
+        F: FnOnce(Target) -> Fut,
+        Fut: Future<Output = FindingReport> + Send + 'static,
+    {
         // The semaphore is never closed, so acquiring only waits for a free slot.
         let slot = self.slots.clone().acquire_owned().await.ok();
         // Checked after the wait for a slot, which can be long.
         if cutoff.passed() || slot.is_none() {
             return Some((tag, FindingReport::for_target(&target, Outcome::Deferred)));
         }
-        let app = Arc::clone(app);
-        let task = target.clone();
+        let task = work(target.clone());
         let handle = self.workers.spawn(async move {
-            let report = remediate(&app, task).await;
+            let report = task.await;
             drop(slot);
             report
         });

@@ -2,7 +2,7 @@
 //! decision out, and build the finding's report from what was done. The decisions themselves
 //! are in [`crate::domain`]; the calls go through the [`Iot`] port.
 
-use crate::aws::{Iot, IotError, IotErrorKind, Operation};
+use crate::aws::{Iot, IotError, IotErrorKind, Operation, Targets};
 use crate::domain::{
     decide, duplicate_candidates, leftover_to_delete, others_created_since, replaced_deleted,
     slot_freed, slot_to_free, AfterCreate, Conflict, Decision, Deleted, PolicyState,
@@ -17,6 +17,7 @@ use super::context::App;
 #[derive(Debug, Default)]
 struct Done {
     default_version_id: Option<String>,
+    targets: Option<Targets>,
     new_version_id: Option<String>,
     deleted: Vec<String>,
     would_delete: Vec<String>,
@@ -41,6 +42,8 @@ pub async fn remediate<P: Iot>(app: &App<P>, target: Target) -> FindingReport {
         would_delete_version_ids: done.would_delete,
         kept_version_id: done.kept,
         replaced_document: done.replaced_document,
+        target_count: done.targets.map(|t| t.count),
+        more_targets: done.targets.is_some_and(|t| t.more),
         ..FindingReport::for_target(&target, outcome)
     }
 }
@@ -72,6 +75,8 @@ async fn carry_out<P: Iot>(
                     AfterCreate::DeleteReplaced => done.would_delete.push(replaced),
                     AfterCreate::KeepReplaced => done.kept = Some(replaced),
                 }
+                // The impact preview: how many devices the change would reach.
+                done.targets = blast_radius(app, name).await;
                 return Ok(Outcome::WouldRemediate);
             }
             install(app, name, &replaced, after, done).await?;
@@ -114,6 +119,7 @@ async fn install<P: Iot>(
 ) -> Result<(), IotError> {
     let (new_version, mut others_created) = create_default(app, name, replaced, done).await?;
     done.new_version_id = Some(new_version);
+    done.targets = blast_radius(app, name).await;
     match after {
         AfterCreate::DeleteReplaced => {
             let deleted = app.iot.delete_policy_version(name, replaced).await?;
@@ -192,6 +198,18 @@ async fn tidy_duplicates<P: Iot>(
         }
     }
     Ok(())
+}
+
+/// One `ListTargetsForPolicy` page. The change is made (or previewed) either way: a failure
+/// here costs the report its count, not the policy its remediation.
+async fn blast_radius<P: Iot>(app: &App<P>, name: &str) -> Option<Targets> {
+    match app.iot.list_targets(name).await {
+        Ok(targets) => Some(targets),
+        Err(e) => {
+            tracing::warn!(policy = name, error = %e, "could not count the policy's targets");
+            None
+        }
+    }
 }
 
 /// A conflict fails the policy, named after the call whose answer showed it.

@@ -1,6 +1,7 @@
 //! The engine on the in-memory fake: every branch of one finding's path, in milliseconds.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::fake::{FakeIot, Fleet};
 use super::*;
@@ -9,6 +10,7 @@ use crate::config::Config;
 use crate::domain::{
     PolicyVersionRef, RestrictivePolicy, SkipReason, Target, RESTRICTIVE_DOCUMENT,
 };
+use crate::engine::{roll_back, RollbackContext};
 use crate::report::{FindingReport, Outcome};
 
 const NAME: &str = "WS_AUDIT_p";
@@ -92,9 +94,11 @@ async fn remediates_and_deletes_the_replaced_version() {
         [
             Operation::GetPolicy,
             Operation::CreatePolicyVersion,
+            Operation::ListTargetsForPolicy,
             Operation::DeletePolicyVersion
         ]
     );
+    assert_eq!((report.target_count, report.more_targets), (Some(0), false));
 }
 
 #[tokio::test]
@@ -400,4 +404,188 @@ async fn past_the_cutoff_nothing_starts() {
     let (_, report) = pool.start(&app, (), target("1"), past).await.unwrap();
     assert_eq!(report.outcome, Outcome::Deferred);
     assert!(app.iot.calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_blast_radius_is_one_page_of_targets() {
+    for (attached, dry_run, expected) in [
+        (3, false, (Some(3), false)),
+        (300, false, (Some(250), true)),
+        (3, true, (Some(3), false)),
+    ] {
+        let mut fleet = fleet(&[PERMISSIVE], 1);
+        fleet.targets.insert(NAME.into(), attached);
+        let app = on_fake(FakeIot::new(fleet), config(true, dry_run));
+        let report = run(&app, "1").await;
+        assert_eq!(
+            (report.target_count, report.more_targets),
+            expected,
+            "{report:?}"
+        );
+    }
+    // A count that cannot be read costs the report its count, not the policy its remediation.
+    let iot = FakeIot::new(fleet(&[PERMISSIVE], 1));
+    iot.fail_next(Operation::ListTargetsForPolicy, IotErrorKind::Other);
+    let app = on_fake(iot, config(true, false));
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(report.target_count, None);
+}
+
+fn rollback_context() -> RollbackContext {
+    RollbackContext {
+        task_id: "t1".into(),
+        reason: Some("devices offline".into()),
+    }
+}
+
+async fn undo(app: &Arc<App<FakeIot>>, version: &str) -> FindingReport {
+    roll_back(app, &rollback_context(), target(version)).await
+}
+
+fn flagged_version(version: &str) -> PolicyVersionRef {
+    target(version).policy
+}
+
+#[tokio::test]
+async fn a_kept_remediation_is_rolled_back_and_its_finding_suppressed() {
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(true, false));
+    assert_eq!(run(&app, "1").await.outcome, Outcome::Remediated);
+    let report = undo(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.default_version_id.as_deref(), Some("2"));
+    assert_eq!(report.deleted_version_ids, ids(&["2"]));
+    assert_eq!(state(&app), [(1, true, false)]);
+    let (expires, description) = app.iot.fleet().suppressions[&flagged_version("1")].clone();
+    let in_30_days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 30 * 86_400;
+    assert!(
+        (expires - in_30_days).abs() < 60,
+        "{expires} vs {in_30_days}"
+    );
+    assert!(description.contains("devices offline") && description.contains("t1"));
+    assert_eq!(
+        report.suppressed_until,
+        Some(crate::domain::civil_date(expires))
+    );
+
+    // A second identical rollback changes nothing.
+    let before = app.iot.writes().len();
+    let again = undo(&app, "1").await;
+    assert_eq!(
+        again.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::NotRemediated
+        }
+    );
+    assert_eq!(app.iot.writes().len(), before);
+}
+
+#[tokio::test]
+async fn a_deleted_version_cannot_be_rolled_back() {
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(false, false));
+    run(&app, "1").await;
+    let writes = app.iot.writes().len();
+    let report = undo(&app, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::RollbackUnavailable
+        }
+    );
+    assert_eq!(app.iot.writes().len(), writes, "no write");
+}
+
+#[tokio::test]
+async fn a_policy_changed_by_hand_since_is_not_rolled_back() {
+    let app = on_fake(
+        FakeIot::new(fleet(&[PERMISSIVE, OTHER], 2)),
+        config(true, false),
+    );
+    let report = undo(&app, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::NotRemediated
+        }
+    );
+    assert!(app.iot.writes().is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_rollback_writes_nothing() {
+    let app = on_fake(
+        FakeIot::new(fleet(&[PERMISSIVE, RESTRICTIVE_DOCUMENT], 2)),
+        config(true, true),
+    );
+    let report = undo(&app, "1").await;
+    assert_eq!(report.outcome, Outcome::WouldRollBack);
+    assert_eq!(report.would_delete_version_ids, ids(&["2"]));
+    assert!(app.iot.writes().is_empty());
+    assert_eq!(state(&app), [(1, false, false), (2, true, true)]);
+}
+
+#[tokio::test]
+async fn an_existing_suppression_is_renewed_and_none_is_made_when_off() {
+    let mut with_old = fleet(&[PERMISSIVE, RESTRICTIVE_DOCUMENT], 2);
+    with_old
+        .suppressions
+        .insert(flagged_version("1"), (1, "old".into()));
+    let app = on_fake(FakeIot::new(with_old), config(true, false));
+    assert_eq!(undo(&app, "1").await.outcome, Outcome::RolledBack);
+    let (expires, description) = app.iot.fleet().suppressions[&flagged_version("1")].clone();
+    assert!(expires > 1 && description.contains("devices offline"));
+    assert!(app
+        .iot
+        .writes()
+        .contains(&Operation::UpdateAuditSuppression));
+
+    let off = Config {
+        rollback_suppression_days: 0,
+        ..config(true, false)
+    };
+    let app = on_fake(
+        FakeIot::new(fleet(&[PERMISSIVE, RESTRICTIVE_DOCUMENT], 2)),
+        off,
+    );
+    assert_eq!(undo(&app, "1").await.outcome, Outcome::RolledBack);
+    assert!(app.iot.fleet().suppressions.is_empty());
+    assert!(!app
+        .iot
+        .calls()
+        .iter()
+        .any(|(op, _)| *op == Operation::DescribeAuditSuppression));
+}
+
+#[tokio::test]
+async fn a_failed_suppression_is_made_by_the_retry() {
+    let iot = FakeIot::new(fleet(&[PERMISSIVE, RESTRICTIVE_DOCUMENT], 2));
+    iot.fail_next(Operation::CreateAuditSuppression, IotErrorKind::Other);
+    let app = on_fake(iot, config(true, false));
+    let report = undo(&app, "1").await;
+    assert!(
+        failed(&report).starts_with("CreateAuditSuppression: "),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.deleted_version_ids,
+        ids(&["2"]),
+        "the restore is reported"
+    );
+    // Lambda's retry: the version is restored already, and the suppression is made now.
+    let retry = undo(&app, "1").await;
+    assert_eq!(
+        retry.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::NotRemediated
+        }
+    );
+    assert!(app
+        .iot
+        .fleet()
+        .suppressions
+        .contains_key(&flagged_version("1")));
 }

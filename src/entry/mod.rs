@@ -1,6 +1,7 @@
 //! The Lambda doors: one dispatch on the event's kind, the SNS door ([`sns`]: audit records) and
 //! the SQS door ([`sqs`]: fan-out job batches), and the invocation's answer and error.
 
+pub mod rollback;
 pub mod sns;
 pub mod sqs;
 
@@ -39,7 +40,7 @@ pub enum InvocationError {
     UnnamedRecords(usize),
 }
 
-/// Handles one Lambda event of either kind: SNS (the audit) or SQS (fan-out jobs).
+/// Handles one Lambda event of any kind: SNS (the audit), SQS (fan-out jobs) or a rollback.
 pub async fn handle<P: Iot>(
     app: &Arc<App<P>>,
     event: &Value,
@@ -48,6 +49,9 @@ pub async fn handle<P: Iot>(
     match event_kind(event) {
         EventKind::Sns => Ok(Response::Audit(
             sns::handle_event(app, event, cutoff).await?,
+        )),
+        EventKind::Rollback => Ok(Response::Audit(
+            rollback::handle_rollback(app, event, cutoff).await?,
         )),
         EventKind::SqsJobs => {
             let records = event

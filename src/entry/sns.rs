@@ -3,15 +3,16 @@
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::aws::{self, Enqueuer, Iot, IotError, BATCH_SIZE};
+use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
     classify_event, route, AuditDetail, AuditMessage, Job, Message, Route, Screen, Screener,
-    Target, TaskStatus,
+    Suppressions, Target, TaskStatus,
 };
 use crate::engine::{App, Cutoff, Pool};
 use crate::report::{
@@ -35,6 +36,25 @@ pub struct Incomplete {
     pub remediated: usize,
     /// Everything that was done, failures included (also logged line by line).
     pub report: Report,
+}
+
+impl Incomplete {
+    /// The report, or the error carrying it when part of the work is left for a retry.
+    // The report is the error's payload by design; it is moved once per invocation.
+    #[allow(clippy::result_large_err)]
+    pub fn check(report: Report) -> Result<Report, Incomplete> {
+        let t = &report.totals;
+        if t.incomplete() == 0 {
+            return Ok(report);
+        }
+        Err(Incomplete {
+            failed: t.failed,
+            deferred: t.deferred,
+            listing_errors: t.listing_errors,
+            remediated: t.remediated + t.rolled_back,
+            report,
+        })
+    }
 }
 
 /// Counts only: the runtime logs the error with `{:?}`, and the report can be megabytes (every
@@ -69,17 +89,7 @@ pub async fn handle_event<P: Iot>(
             outcome,
         });
     }
-    let t = &report.totals;
-    if t.incomplete() > 0 {
-        return Err(Incomplete {
-            failed: t.failed,
-            deferred: t.deferred,
-            listing_errors: t.listing_errors,
-            remediated: t.remediated,
-            report,
-        });
-    }
-    Ok(report)
+    Incomplete::check(report)
 }
 
 /// What one recognised message comes to: only a completed audit is acted on.
@@ -268,8 +278,23 @@ async fn handle_check<P: Iot>(
     mut sink: Sink<'_>,
     report: &mut AuditReport,
 ) -> ListingEnd {
-    let mut screener = Screener::new(ctx.app.config.target_policy_prefix.clone());
-    let mut pages = pin!(aws::pages(&ctx.app.iot, ctx.task_id, ctx.check_name));
+    // Read before any finding is acted on: without them a suppression made since the audit
+    // ran would be missed, so a failure here fails the listing.
+    let suppressions = match aws::suppressions(&ctx.app.iot, ctx.check_name).await {
+        Ok(listed) => Suppressions::current(listed, now_ms()),
+        Err(e) => {
+            sink.finish(report).await;
+            return ListingEnd::Failed(e);
+        }
+    };
+    let mut screener =
+        Screener::new(ctx.app.config.target_policy_prefix.clone()).with_suppressions(suppressions);
+    let mut pages = pin!(aws::pages(
+        &ctx.app.iot,
+        ctx.task_id,
+        ctx.check_name,
+        Listed::Unsuppressed
+    ));
     let mut listing = ListingEnd::Complete;
     loop {
         let page = match pages.next().await {
@@ -303,4 +328,11 @@ async fn handle_check<P: Iot>(
     }
     sink.finish(report).await;
     listing
+}
+
+/// Now, for comparing with suppressions' expiry (epoch milliseconds).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

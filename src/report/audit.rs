@@ -21,6 +21,8 @@ pub enum CheckHandling {
     NotCompleted,
     /// Another check with non-compliant resources: reported, not touched.
     NotHandled,
+    /// A rollback listed the check's findings again (suppressed ones included) and undid them.
+    FindingsRolledBack,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -64,6 +66,21 @@ impl CheckReport {
     }
 }
 
+impl CheckReport {
+    /// The check a rollback lists again.
+    pub fn rollback(check_name: &str) -> Self {
+        Self {
+            check_name: check_name.to_owned(),
+            check_run_status: CheckRunStatus::CompletedNonCompliant,
+            non_compliant_resources_count: None,
+            handling: CheckHandling::FindingsRolledBack,
+            error_code: None,
+            listing_error: None,
+            listing_deferred: false,
+        }
+    }
+}
+
 /// One audit message that was acted on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,8 +96,16 @@ pub struct AuditReport {
 impl AuditReport {
     pub fn new(audit: &AuditMessage) -> Self {
         Self {
-            task_id: audit.task_id.clone(),
             task_type: audit.task_type.clone(),
+            ..Self::for_task(&audit.task_id)
+        }
+    }
+
+    /// A task named without its audit message (a rollback).
+    pub fn for_task(task_id: &str) -> Self {
+        Self {
+            task_id: task_id.to_owned(),
+            task_type: None,
             checks: Vec::new(),
             findings: Vec::new(),
             totals: Totals::default(),

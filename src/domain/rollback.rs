@@ -1,0 +1,255 @@
+//! Undoing a remediation (SPEC §9): the rollback event, and the decisions for one policy.
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::decide::PolicyState;
+use super::finding::PolicyVersionRef;
+use super::screen::SkipReason;
+use super::versions::{same_version, VersionInfo};
+
+/// `{"rollback": {"taskId": "...", "policyNames": ["WS_AUDIT_x"], "reason": "..."}}`, sent by a
+/// person or a tool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub task_id: String,
+    /// Only these policies (still within the prefix); `None`: every policy of the task.
+    pub policy_names: Option<Vec<String>>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RollbackError {
+    #[error("rollback must be a JSON object")]
+    NotAnObject,
+    #[error("rollback.taskId is required (a non-empty string)")]
+    NoTaskId,
+    #[error("rollback.policyNames must be a list of policy names")]
+    BadPolicyNames,
+    #[error("rollback.reason must be a string")]
+    BadReason,
+}
+
+/// Reads the `rollback` member of an event. Unknown members are ignored.
+pub fn parse_rollback(event: &Value) -> Result<RollbackRequest, RollbackError> {
+    let Some(Value::Object(fields)) = event.get("rollback") else {
+        return Err(RollbackError::NotAnObject);
+    };
+    let task_id = match fields.get("taskId") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => return Err(RollbackError::NoTaskId),
+    };
+    let policy_names = match fields.get("policyNames") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(names)) => Some(
+            names
+                .iter()
+                .map(|n| n.as_str().filter(|n| !n.is_empty()).map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or(RollbackError::BadPolicyNames)?,
+        ),
+        Some(_) => return Err(RollbackError::BadPolicyNames),
+    };
+    let reason = match fields.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.clone()),
+        Some(_) => return Err(RollbackError::BadReason),
+    };
+    Ok(RollbackRequest {
+        task_id,
+        policy_names,
+        reason,
+    })
+}
+
+/// The first decision for one policy, from `GetPolicy` alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollbackDecision {
+    Skip(SkipReason),
+    /// The flagged version is the default (an earlier rollback, or a person): nothing to undo.
+    /// Its suppression is made if an earlier rollback could not make it.
+    AlreadyRestored,
+    /// The restrictive document is in force: look whether the flagged version is still there.
+    Restore {
+        /// The restrictive default, deleted once the flagged version is the default again.
+        restrictive: String,
+    },
+}
+
+pub fn decide_rollback(
+    flagged: &PolicyVersionRef,
+    state: Option<&PolicyState>,
+) -> RollbackDecision {
+    let Some(state) = state else {
+        return RollbackDecision::Skip(SkipReason::PolicyNotFound);
+    };
+    let flagged_is_default = same_version(&flagged.version_id, &state.default_version_id);
+    match (state.default_is_restrictive, flagged_is_default) {
+        (false, true) => RollbackDecision::AlreadyRestored,
+        // Someone changed it since, or the restrictive document itself was flagged.
+        (false, false) | (true, true) => RollbackDecision::Skip(SkipReason::NotRemediated),
+        (true, false) => RollbackDecision::Restore {
+            restrictive: state.default_version_id.clone(),
+        },
+    }
+}
+
+/// Whether the flagged version can be restored: it must still exist. The function never
+/// installs a document that an event hands it.
+pub fn restorable(flagged: &PolicyVersionRef, versions: &[VersionInfo]) -> Result<(), SkipReason> {
+    if versions
+        .iter()
+        .any(|v| same_version(&v.version_id, &flagged.version_id))
+    {
+        Ok(())
+    } else {
+        Err(SkipReason::RollbackUnavailable)
+    }
+}
+
+/// The description of the suppression a rollback makes (IoT allows 1000 characters).
+pub fn suppression_description(date: &str, task_id: &str, reason: Option<&str>) -> String {
+    let text = format!(
+        "Rolled back by iot-audit-remediator on {date} (audit task {task_id}): {}",
+        reason.unwrap_or("no reason given")
+    );
+    text.chars().take(1000).collect()
+}
+
+/// `YYYY-MM-DD` of a moment given in epoch seconds (UTC, proleptic Gregorian calendar).
+pub fn civil_date(epoch_secs: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = epoch_secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flagged(version: &str) -> PolicyVersionRef {
+        PolicyVersionRef {
+            policy_name: "WS_AUDIT_p".into(),
+            version_id: version.into(),
+        }
+    }
+
+    fn state(default: &str, restrictive: bool) -> PolicyState {
+        PolicyState {
+            default_version_id: default.into(),
+            default_is_restrictive: restrictive,
+        }
+    }
+
+    #[test]
+    fn the_event_is_read_strictly() {
+        let event = json!({"rollback": {"taskId": " t1 ", "policyNames": ["WS_AUDIT_a"], "reason": "devices offline"}});
+        assert_eq!(
+            parse_rollback(&event),
+            Ok(RollbackRequest {
+                task_id: "t1".into(),
+                policy_names: Some(vec!["WS_AUDIT_a".into()]),
+                reason: Some("devices offline".into()),
+            })
+        );
+        let bare = parse_rollback(&json!({"rollback": {"taskId": "t1"}})).unwrap();
+        assert_eq!((bare.policy_names, bare.reason), (None, None));
+        for (bad, why) in [
+            (json!({"rollback": "t1"}), RollbackError::NotAnObject),
+            (json!({"rollback": {}}), RollbackError::NoTaskId),
+            (json!({"rollback": {"taskId": ""}}), RollbackError::NoTaskId),
+            (json!({"rollback": {"taskId": 7}}), RollbackError::NoTaskId),
+            (
+                json!({"rollback": {"taskId": "t", "policyNames": "WS_AUDIT_a"}}),
+                RollbackError::BadPolicyNames,
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "policyNames": [1]}}),
+                RollbackError::BadPolicyNames,
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "policyNames": [""]}}),
+                RollbackError::BadPolicyNames,
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "reason": 1}}),
+                RollbackError::BadReason,
+            ),
+        ] {
+            assert_eq!(parse_rollback(&bad), Err(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_restrictive_default_is_rolled_back() {
+        assert_eq!(
+            decide_rollback(&flagged("1"), None),
+            RollbackDecision::Skip(SkipReason::PolicyNotFound)
+        );
+        assert_eq!(
+            decide_rollback(&flagged("1"), Some(&state("2", true))),
+            RollbackDecision::Restore {
+                restrictive: "2".into()
+            }
+        );
+        assert_eq!(
+            decide_rollback(&flagged("1"), Some(&state("3", false))),
+            RollbackDecision::Skip(SkipReason::NotRemediated),
+            "changed by hand since"
+        );
+        assert_eq!(
+            decide_rollback(&flagged("2"), Some(&state("2", true))),
+            RollbackDecision::Skip(SkipReason::NotRemediated),
+            "the restrictive document itself was flagged"
+        );
+        assert_eq!(
+            decide_rollback(&flagged("1"), Some(&state("1", false))),
+            RollbackDecision::AlreadyRestored
+        );
+    }
+
+    #[test]
+    fn a_deleted_version_cannot_be_restored() {
+        let versions = [
+            VersionInfo {
+                version_id: "1".into(),
+                is_default: false,
+                created_ms: Some(1),
+            },
+            VersionInfo {
+                version_id: "2".into(),
+                is_default: true,
+                created_ms: Some(2),
+            },
+        ];
+        assert_eq!(restorable(&flagged("1"), &versions), Ok(()));
+        assert_eq!(
+            restorable(&flagged("3"), &versions),
+            Err(SkipReason::RollbackUnavailable)
+        );
+    }
+
+    #[test]
+    fn dates_and_descriptions() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+        assert_eq!(civil_date(1_796_083_200), "2026-12-01");
+        assert_eq!(civil_date(-86_400), "1969-12-31");
+        let d = suppression_description("2026-12-01", "t1", Some("devices offline"));
+        assert_eq!(
+            d,
+            "Rolled back by iot-audit-remediator on 2026-12-01 (audit task t1): devices offline"
+        );
+        let long = suppression_description("2026-12-01", "t1", Some(&"é".repeat(2000)));
+        assert_eq!(long.chars().count(), 1000);
+    }
+}
