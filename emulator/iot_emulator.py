@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 log = logging.getLogger("iot_emulator")
 
@@ -629,6 +629,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     time.sleep(spec.stall_ms / 1000)
                 if operation in _SERVED:
                     self.serve(operation, path, body)
+                elif operation == "ListTargetsForPolicy":
+                    self.list_targets_for_policy(body)
                 else:
                     self.forward(body)
         finally:
@@ -651,6 +653,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_aws_error(e.status, e.code, e.message)
         else:
             self.send_json(200, response, [("x-amzn-RequestId", str(uuid.uuid4()))])
+
+    def list_targets_for_policy(self, body):
+        """moto answers ListTargetsForPolicy with every target and ignores pageSize and marker;
+        the page is cut here as the API does (pageSize 1 to 250; the marker is the offset)."""
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        try:
+            page_size = int(query.get("pageSize", LIST_FINDINGS_MAX_PAGE))
+            offset = int(query.get("marker") or 0)
+        except ValueError:
+            self.send_aws_error(400, "InvalidRequestException", "pageSize and marker are numbers")
+            return
+        if not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE or offset < 0:
+            self.send_aws_error(400, "InvalidRequestException",
+                                f"pageSize must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
+            return
+        headers = [(n, v) for n, v in self.headers.items() if n.lower() not in _HOP_BY_HOP]
+        if body:
+            headers.append(("Content-Length", str(len(body))))
+        status, response_headers, data = self.emulator.moto_request(
+            self.command, self.path, headers, body)
+        if status != 200:
+            self.send(status, response_headers, data)
+            return
+        targets = json.loads(data).get("targets", [])
+        answer = {"targets": targets[offset:offset + page_size]}
+        if offset + page_size < len(targets):
+            answer["nextMarker"] = str(offset + page_size)
+        self.send_json(200, answer, [("x-amzn-RequestId", str(uuid.uuid4()))])
 
     def forward(self, body):
         headers = [(n, v) for n, v in self.headers.items() if n.lower() not in _HOP_BY_HOP]

@@ -226,6 +226,24 @@ class EmulatorTest(unittest.TestCase):
                               404, "ResourceNotFoundException")
         self.assertEqual(self.request_log()["counts"]["DescribeAuditFinding"], 2)
 
+    def test_list_targets_for_policy_pages(self):
+        self.call("POST", "/policies/WS_AUDIT_t", {"policyDocument": DOCUMENT})
+        for i in range(3):
+            arn = self.call("POST", f"/thing-groups/g{i}", {}).json["thingGroupArn"]
+            attached = self.call("PUT", "/target-policies/WS_AUDIT_t", {"target": arn})
+            self.assertEqual(attached.status, 200, attached.body)
+        first = self.call("POST", "/policy-targets/WS_AUDIT_t?pageSize=2").json
+        self.assertEqual((len(first["targets"]), first["nextMarker"]), (2, "2"))
+        rest = self.call("POST", "/policy-targets/WS_AUDIT_t?pageSize=2&marker=2").json
+        self.assertEqual(len(rest["targets"]), 1)
+        self.assertNotIn("nextMarker", rest)
+        self.assertEqual(len(self.call("POST", "/policy-targets/WS_AUDIT_t").json["targets"]), 3)
+        self.assert_aws_error(self.call("POST", "/policy-targets/WS_AUDIT_t?pageSize=0"),
+                              400, "InvalidRequestException")
+        self.assert_aws_error(self.call("POST", "/policy-targets/absent"),
+                              404, "ResourceNotFoundException")
+        self.assertEqual(self.request_log()["requests"][-1]["policyName"], "absent")
+
     # --- audit suppressions ------------------------------------------------------------------
 
     @staticmethod

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 fn dry_run() -> Config {
     Config {
         dry_run: true,
-        ..test_config()
+        ..deleting_config()
     }
 }
 
@@ -34,7 +34,7 @@ async fn remediates_in_scope_and_leaves_the_rest_untouched() {
         finding(TASK, "DeviceFleetPolicy", "1"),
     ]);
     emu.clear_requests();
-    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
+    let report = run(&emu, deleting_config(), "audit-non-compliant.json").await;
     let counts = emu.counts();
     let writes = emu.writes();
 
@@ -100,7 +100,7 @@ async fn five_versions_with_the_permissive_one_default_and_oldest() {
     assert_eq!(versions(&iot, name).await.len(), 5);
     emu.seed_findings(vec![finding(TASK, name, "1")]);
     emu.clear_requests();
-    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
+    let report = run(&emu, deleting_config(), "audit-non-compliant.json").await;
     assert_eq!(emu.count("ListPolicyVersions"), 1);
     assert_eq!(
         emu.count("CreatePolicyVersion"),
@@ -131,7 +131,7 @@ async fn six_hundred_findings_over_three_pages() {
     emu.clear_requests();
     let config = Config {
         max_concurrency: 8.try_into().unwrap(),
-        ..test_config()
+        ..deleting_config()
     };
     let report = run(&emu, config, "audit-non-compliant.json").await;
     assert_eq!(report["totals"]["remediated"], 600);
@@ -163,7 +163,7 @@ async fn suppressed_and_stale_findings_are_left_alone() {
     suppressed["isSuppressed"] = json!(true);
     emu.seed_findings(vec![suppressed, finding(TASK, "WS_AUDIT_Stale", "1")]);
     emu.clear_requests();
-    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
+    let report = run(&emu, deleting_config(), "audit-non-compliant.json").await;
 
     assert!(emu.writes().is_empty(), "{:?}", emu.writes());
     assert_eq!(
@@ -187,10 +187,10 @@ async fn the_same_event_twice_makes_no_new_version() {
     let iot = emu.client();
     create_policy(&iot, "WS_AUDIT_Twice", PERMISSIVE).await;
     emu.seed_findings(vec![finding(TASK, "WS_AUDIT_Twice", "1")]);
-    run(&emu, test_config(), "audit-non-compliant.json").await;
+    run(&emu, deleting_config(), "audit-non-compliant.json").await;
     let after_first = versions(&iot, "WS_AUDIT_Twice").await;
     emu.clear_requests();
-    let second = run(&emu, test_config(), "audit-non-compliant.json").await;
+    let second = run(&emu, deleting_config(), "audit-non-compliant.json").await;
     // The second run reads the policy and its versions, and writes nothing.
     assert!(emu.writes().is_empty(), "{:?}", emu.writes());
     assert_eq!(emu.count("GetPolicy"), 1);
@@ -217,7 +217,7 @@ async fn messages_that_need_no_work_make_no_iot_call() {
         ("audit-task-failed.json", "skipped"),
         ("audit-compliant.json", "processed"),
     ] {
-        let report = run(&emu, test_config(), event).await;
+        let report = run(&emu, deleting_config(), event).await;
         assert_eq!(report["records"][0]["outcome"], outcome, "{event}");
     }
     assert_eq!(emu.requests(), Vec::<Value>::new(), "not one IoT call");
@@ -236,7 +236,7 @@ async fn throttling_and_server_errors_still_remediate_everything() {
     }
     emu.generate_findings(TASK, "WS_AUDIT_F", 60);
     emu.faults(json!({"seed": 7, "default": {"throttle_rate": 0.2, "error_rate": 0.05}}));
-    let report = run(&emu, test_config(), "audit-non-compliant.json").await;
+    let report = run(&emu, deleting_config(), "audit-non-compliant.json").await;
     emu.faults(json!({}));
 
     let faults = emu.control("GET", "/_emulator/requests", None)["faults"].clone();
@@ -284,7 +284,7 @@ async fn two_records_are_both_handled() {
         finding(TASK, "WS_AUDIT_First", "1"),
         finding("b1c2d3e4f5a60718293a4b5c6d7e8f90", "WS_AUDIT_Second", "1"),
     ]);
-    let report = run(&emu, test_config(), "two-records.json").await;
+    let report = run(&emu, deleting_config(), "two-records.json").await;
     assert_eq!(report["recordTotals"]["processed"], 2);
     assert_eq!(report["totals"]["remediated"], 2);
     assert_remediated(&iot, "WS_AUDIT_First", false).await;
@@ -299,7 +299,7 @@ async fn keep_replaced_version_leaves_a_rollback_target() {
     emu.seed_findings(vec![finding(TASK, "WS_AUDIT_Keep", "1")]);
     let config = Config {
         keep_replaced_version: true,
-        ..test_config()
+        ..deleting_config()
     };
     let report = run(&emu, config.clone(), "audit-non-compliant.json").await;
     assert_remediated(&iot, "WS_AUDIT_Keep", true).await;
@@ -323,7 +323,7 @@ async fn concurrent_deliveries(keep: bool) {
     emu.faults(json!({"default": {"latency_ms": 5}}));
     let config = Config {
         keep_replaced_version: keep,
-        ..test_config()
+        ..deleting_config()
     };
     let event = load_event("audit-non-compliant.json");
     let (a, b) = (emu.app(config.clone()), emu.app(config));

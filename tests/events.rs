@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
+use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsOutput;
 use aws_sdk_iot::Client;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use common::{app, load_event, test_config};
@@ -116,7 +117,9 @@ async fn handle(name: &str) -> (Value, usize) {
             .set_findings(Some(vec![]))
             .build()
     });
-    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list]);
+    let none_suppressed = mock!(Client::list_audit_suppressions)
+        .then_output(|| ListAuditSuppressionsOutput::builder().build());
+    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list, &none_suppressed]);
     let report = handle_event(&app(client, test_config()), &load_event(name), Cutoff::NONE)
         .await
         .unwrap();

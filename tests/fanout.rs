@@ -48,7 +48,9 @@ async fn an_audit_is_fanned_out_and_every_policy_remediated_once() {
     let sqs = emu.sqs();
     let n = 45;
     seed_audit(&emu, n).await;
-    let queues = create_queues(&sqs, "jobs", 3, 2).await;
+    // Nothing here is meant to come back: a visibility timeout far above a batch's time, so
+    // that a slow machine does not redeliver a job still being worked on.
+    let queues = create_queues(&sqs, "jobs", 3, 60).await;
     emu.clear_requests();
 
     let report = enqueue(&emu, &queues.url).await;
@@ -174,7 +176,7 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
     create_policy(&iot, "WS_AUDIT_Done", PERMISSIVE).await;
     create_policy(&iot, "WS_AUDIT_Broken", PERMISSIVE).await;
     create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
-    let app = emu.app(test_config());
+    let app = emu.app(deleting_config());
     let event = json!({"Records": [record("m0", &job("WS_AUDIT_Done", "1"))]});
     handle(&app, &event, Cutoff::NONE).await.unwrap();
     assert_remediated(&iot, "WS_AUDIT_Done", false).await;
@@ -242,7 +244,7 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
         .send()
         .await
         .unwrap();
-    let app = emu.app(test_config());
+    let app = emu.app(deleting_config());
     let event = json!({"Records": [
         record("old", &job("WS_AUDIT_Twice", "1")),
         record("new", &job("WS_AUDIT_Twice", "2")),
@@ -275,7 +277,7 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_a_message_id_fails_the_whole_batch() {
     let emu = Emulator::start();
-    let app = emu.app(test_config());
+    let app = emu.app(deleting_config());
     let mut unnamed = record("x", &job("WS_AUDIT_Gone", "1"));
     unnamed.as_object_mut().unwrap().remove("messageId");
     let event = json!({"Records": [record("m1", &job("WS_AUDIT_Gone", "1")), unnamed]});

@@ -18,7 +18,9 @@ use aws_sdk_iot::operation::delete_policy_version::{
 use aws_sdk_iot::operation::get_policy::{GetPolicyError, GetPolicyOutput};
 use aws_sdk_iot::operation::get_policy_version::GetPolicyVersionOutput;
 use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
+use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsOutput;
 use aws_sdk_iot::operation::list_policy_versions::ListPolicyVersionsOutput;
+use aws_sdk_iot::operation::list_targets_for_policy::ListTargetsForPolicyOutput;
 use aws_sdk_iot::primitives::DateTime;
 use aws_sdk_iot::types::error::{
     ResourceNotFoundException, ThrottlingException, VersionsLimitExceededException,
@@ -32,7 +34,7 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use common::{app, test_config, PERMISSIVE, TASK};
+use common::{app, deleting_config, PERMISSIVE, TASK};
 use iot_audit_remediator::aws::{with_call_policy, MAX_ATTEMPTS};
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::domain::RESTRICTIVE_DOCUMENT;
@@ -146,11 +148,17 @@ fn delete_recording(log: &Arc<Mutex<Vec<String>>>) -> Rule {
     })
 }
 
+/// A client answering by `rules`, and with no suppressions and no targets where no rule says
+/// otherwise (every audit reads the check's suppressions; every remediation counts targets).
 fn client(rules: &[&Rule]) -> Client {
+    let none_suppressed = mock!(Client::list_audit_suppressions)
+        .then_output(|| ListAuditSuppressionsOutput::builder().build());
+    let no_targets = mock!(Client::list_targets_for_policy)
+        .then_output(|| ListTargetsForPolicyOutput::builder().build());
     mock_client!(
         aws_sdk_iot,
         RuleMode::MatchAny,
-        rules.iter().copied(),
+        rules.iter().copied().chain([&none_suppressed, &no_targets]),
         |c| {
             // The production retry policy, with backoff shortened so the test does not sleep.
             with_call_policy(c).retry_config(
@@ -206,7 +214,7 @@ async fn pages_are_followed_through_an_empty_middle_page() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), test_config())
+    let report = run(client(&[&list, &get, &create, &delete]), deleting_config())
         .await
         .unwrap();
 
@@ -264,7 +272,7 @@ async fn version_limit_frees_the_oldest_non_default_slot_never_the_default() {
     let delete = delete_recording(&deleted);
     let report = run(
         client(&[&list, &get, &versions, &create, &delete]),
-        test_config(),
+        deleting_config(),
     )
     .await
     .unwrap();
@@ -292,7 +300,7 @@ async fn a_second_version_limit_error_is_a_reported_failure() {
     let delete = delete_recording(&deleted);
     let err = run(
         client(&[&list, &get, &versions, &create, &delete]),
-        test_config(),
+        deleting_config(),
     )
     .await
     .unwrap_err();
@@ -340,7 +348,7 @@ async fn one_throttling_exception_is_retried_by_the_sdk() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), test_config())
+    let report = run(client(&[&list, &get, &create, &delete]), deleting_config())
         .await
         .unwrap();
     assert_eq!(get.num_calls(), 2);
@@ -367,7 +375,7 @@ async fn one_policy_failing_does_not_stop_the_other_nineteen() {
     let delete = delete_recording(&deleted);
     let config = Config {
         max_concurrency: 4.try_into().unwrap(),
-        ..test_config()
+        ..deleting_config()
     };
     let err = run(client(&[&list, &get, &broken, &create, &delete]), config)
         .await
@@ -415,7 +423,7 @@ async fn dry_run_reads_but_never_writes() {
         .then_output(|| aws_sdk_iot::operation::set_default_policy_version::SetDefaultPolicyVersionOutput::builder().build());
     let config = Config {
         dry_run: true,
-        ..test_config()
+        ..deleting_config()
     };
     let report = run(
         client(&[&list, &get, &create, &delete, &set_default]),
@@ -466,7 +474,7 @@ async fn a_concurrent_runs_duplicate_restrictive_version_is_tidied() {
         });
     let report = run(
         client(&[&list, &get, &create, &delete, &versions, &get_version]),
-        test_config(),
+        deleting_config(),
     )
     .await
     .unwrap();
@@ -517,7 +525,7 @@ async fn already_remediated_finishes_an_interrupted_run_and_policy_not_found_is_
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
     let rules = [&list, &get, &versions, &create, &delete];
-    let report = run(client(&rules), test_config()).await.unwrap();
+    let report = run(client(&rules), deleting_config()).await.unwrap();
     assert_eq!(create.num_calls(), 0);
     assert_eq!(
         versions.num_calls(),
@@ -556,7 +564,7 @@ async fn keep_replaced_version_keeps_it_with_no_extra_call() {
         mock!(Client::get_policy_version).then_output(|| GetPolicyVersionOutput::builder().build());
     let config = Config {
         keep_replaced_version: true,
-        ..test_config()
+        ..deleting_config()
     };
     let report = run(
         client(&[&list, &get, &create, &delete, &versions, &get_version]),
@@ -589,9 +597,13 @@ async fn past_the_cutoff_nothing_starts_and_the_listing_stops() {
     let get = permissive_policies();
     let event: Value = serde_json::from_str(EVENT).unwrap();
     let cutoff = Cutoff::at(std::time::Instant::now());
-    let err = handle_event(&app(client(&[&list, &get]), test_config()), &event, cutoff)
-        .await
-        .unwrap_err();
+    let err = handle_event(
+        &app(client(&[&list, &get]), deleting_config()),
+        &event,
+        cutoff,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         list.num_calls(),
         1,
@@ -622,7 +634,7 @@ async fn a_cutoff_after_the_last_page_is_not_a_deferral() {
     let event: Value = serde_json::from_str(EVENT).unwrap();
     // Passes while the only policy is in flight: it finishes, and nothing is left to defer.
     let cutoff = Cutoff::at(std::time::Instant::now() + Duration::from_millis(1));
-    let app = app(client(&[&list, &get, &create, &delete]), test_config());
+    let app = app(client(&[&list, &get, &create, &delete]), deleting_config());
     tokio::time::sleep(Duration::from_millis(2)).await;
     let err = handle_event(&app, &event, cutoff).await.unwrap_err();
     // The cutoff passed before the first finding could start: deferred, but the listing itself
@@ -650,7 +662,7 @@ async fn at_the_limit_a_changed_default_frees_no_slot() {
     let delete = delete_recording(&deleted);
     let config = Config {
         keep_replaced_version: true,
-        ..test_config()
+        ..deleting_config()
     };
     let err = run(client(&[&list, &get, &versions, &create, &delete]), config)
         .await
@@ -685,7 +697,7 @@ async fn a_bare_http_429_is_retried_as_throttling() {
     let create = create_ok("2");
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let delete = delete_recording(&deleted);
-    let report = run(client(&[&list, &get, &create, &delete]), test_config())
+    let report = run(client(&[&list, &get, &create, &delete]), deleting_config())
         .await
         .unwrap();
     assert_eq!(get.num_calls(), 2);

@@ -46,7 +46,7 @@ async fn near_the_deadline_the_rest_is_deferred_and_a_retry_finishes() {
     emu.faults(json!({"default": {"latency_ms": 60}}));
     let config = Config {
         max_concurrency: 2.try_into().unwrap(),
-        ..test_config()
+        ..deleting_config()
     };
     let event = load_event("audit-non-compliant.json");
     let cutoff = Cutoff::at(Instant::now() + Duration::from_millis(700));
@@ -87,7 +87,7 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     let client = emu.client_with_timeouts(Duration::from_millis(200), Duration::from_secs(1));
     let event = load_event("audit-non-compliant.json");
     let started = Instant::now();
-    let err = handle_event(&app(client, test_config()), &event, Cutoff::NONE)
+    let err = handle_event(&app(client, deleting_config()), &event, Cutoff::NONE)
         .await
         .expect_err("stalled policies are failures");
     let elapsed = started.elapsed();
@@ -109,7 +109,7 @@ async fn a_stalled_call_fails_its_policy_instead_of_hanging_the_invocation() {
     assert_eq!(assert_remediated_or_untouched(&emu, &names).await, (0, 3));
 
     emu.faults(json!({}));
-    let report = handle_event(&emu.app(test_config()), &event, Cutoff::NONE)
+    let report = handle_event(&emu.app(deleting_config()), &event, Cutoff::NONE)
         .await
         .unwrap();
     assert_eq!(report.totals.remediated, 3);
@@ -127,7 +127,7 @@ async fn faults_at_scale_lose_nothing_within_three_invocations() {
         "throttle_rate": 0.2, "error_rate": 0.05,
         "stall_rate": 0.01, "stall_ms": 1500, "stall_action": "drop"}}));
     let client = emu.client_with_timeouts(Duration::from_millis(300), Duration::from_secs(5));
-    let app = app(client, test_config());
+    let app = app(client, deleting_config());
     let event = load_event("audit-non-compliant.json");
     let mut invocations = 0;
     loop {

@@ -176,14 +176,21 @@ impl Emulator {
         self.control("DELETE", "/_emulator/requests", None);
     }
 
-    /// Write calls in the request log, as `Operation policy`.
+    /// Write calls in the request log (policy versions and audit suppressions), as
+    /// `Operation policy`.
     pub fn writes(&self) -> Vec<String> {
         self.requests()
             .iter()
             .filter(|r| {
                 matches!(
                     r["operation"].as_str(),
-                    Some("CreatePolicyVersion" | "DeletePolicyVersion" | "SetDefaultPolicyVersion")
+                    Some(
+                        "CreatePolicyVersion"
+                            | "DeletePolicyVersion"
+                            | "SetDefaultPolicyVersion"
+                            | "CreateAuditSuppression"
+                            | "UpdateAuditSuppression"
+                    )
                 )
             })
             .map(|r| {

@@ -34,6 +34,16 @@ pub fn test_config() -> Config {
     }
 }
 
+/// As [`test_config`], with the replaced version deleted (`KEEP_REPLACED_VERSION=false`): the
+/// mode in which every version a run removes shows in the calls and the end state. Tests of
+/// the default (kept) mode use [`test_config`].
+pub fn deleting_config() -> Config {
+    Config {
+        keep_replaced_version: false,
+        ..test_config()
+    }
+}
+
 /// The configuration of a fanning-out function whose queue is `url`.
 pub fn fanout_config(url: &str, workers: u32) -> Config {
     Config {
@@ -42,7 +52,7 @@ pub fn fanout_config(url: &str, workers: u32) -> Config {
             inline_max_findings: 0,
             workers,
         }),
-        ..test_config()
+        ..deleting_config()
     }
 }
 
