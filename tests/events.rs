@@ -11,7 +11,7 @@ use aws_sdk_iot::Client;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use common::{app, load_event, test_config};
 use iot_audit_remediator::domain::{
-    classify_event, event_kind, EventKind, Job, Message, RejectReason, TaskStatus,
+    classify_event, event_kind, parse_rollback, EventKind, Job, Message, RejectReason, TaskStatus,
 };
 use iot_audit_remediator::engine::Cutoff;
 use iot_audit_remediator::entry::sns::handle_event;
@@ -27,6 +27,8 @@ enum Kind {
     NotJson,
     /// A fan-out job for this policy (an SQS record).
     Job(String),
+    /// A rollback of this audit task.
+    Rollback(String),
 }
 
 fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
@@ -50,6 +52,10 @@ fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
         ("detect-violation.json", vec![Kind::Detect]),
         ("finding-notification.json", vec![Kind::FindingMessage]),
         ("not-json.json", vec![Kind::NotJson]),
+        (
+            "rollback.json",
+            vec![Kind::Rollback("7aa53579303b594f9bcb76082688a5de".into())],
+        ),
         (
             "sqs-jobs.json",
             vec![
@@ -89,6 +95,11 @@ fn every_event_file_parses_to_its_kind() {
     );
     for (name, kinds) in expected {
         let event = load_event(name);
+        if event_kind(&event) == EventKind::Rollback {
+            let request = parse_rollback(&event).unwrap();
+            assert_eq!(vec![Kind::Rollback(request.task_id)], kinds, "{name}");
+            continue;
+        }
         if event_kind(&event) == EventKind::SqsJobs {
             let got: Vec<Kind> = event["Records"]
                 .as_array()

@@ -32,6 +32,9 @@ pub const IOT_ACTIONS: &[&str] = &[
 /// what the event source mapping needs to deliver jobs.
 pub const SQS_ACTIONS: &[&str] = &["sqs:SendMessage"];
 
+/// The SNS action of the notifications, granted on the notification topic alone.
+pub const SNS_ACTIONS: &[&str] = &["sns:Publish"];
+
 /// Attempts per IoT call, first included. Throttling (expected when running at the account's
 /// API quota) and 5xx are retried with exponential backoff and jitter, capped at
 /// [`MAX_BACKOFF`]: a call gets about 25 s to get through a throttled burst. What still fails is
@@ -97,6 +100,15 @@ pub fn sqs_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
         .timeout_config(timeouts())
         .build();
     aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// The SNS client for notifications: the SDK's standard retries and the same timeouts, so a
+/// topic that does not answer costs a notification, not the invocation.
+pub fn sns_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    let config = aws_sdk_sns::config::Builder::from(sdk_config)
+        .timeout_config(timeouts())
+        .build();
+    aws_sdk_sns::Client::from_conf(config)
 }
 
 fn timeouts() -> TimeoutConfig {

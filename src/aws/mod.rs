@@ -7,18 +7,20 @@ mod clients;
 mod error;
 mod findings;
 mod iot;
+mod notify;
 mod operation;
 mod pace;
 mod port;
 mod queue;
 
 pub use clients::{
-    iot_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS, MAX_ATTEMPTS,
-    MAX_BACKOFF, OPERATION_TIMEOUT, SQS_ACTIONS,
+    iot_client, sns_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS,
+    MAX_ATTEMPTS, MAX_BACKOFF, OPERATION_TIMEOUT, SNS_ACTIONS, SQS_ACTIONS,
 };
 pub use error::{IotError, IotErrorKind};
 pub use findings::{pages, suppressions, Page};
 pub use iot::{SdkIot, MAX_PAGE_SIZE};
+pub use notify::Publisher;
 pub use operation::Operation;
 pub use pace::Pacer;
 pub use port::{
