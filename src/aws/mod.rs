@@ -1,7 +1,7 @@
-//! The thin AWS edge: the clients with their retry and timeout policy, the port the engine is
-//! generic over and its implementation on the IoT client (one SDK call per method, no
-//! decisions), the findings pager, typed IoT errors, the pacer, and the queue sender. Every SDK
-//! call of the function is in this folder.
+//! The thin AWS edge: the clients with their retry and timeout policy, the count of throttled
+//! IoT attempts, the port the engine is generic over and its implementation on the IoT client
+//! (one SDK call per method, no decisions), the findings pager, typed IoT errors, the pacer, and
+//! the queue sender. Every SDK call of the function is in this folder.
 
 mod clients;
 mod error;
@@ -11,6 +11,7 @@ mod operation;
 mod pace;
 mod port;
 mod queue;
+mod throttles;
 
 pub use clients::{
     iot_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS, MAX_ATTEMPTS,
@@ -23,3 +24,4 @@ pub use operation::Operation;
 pub use pace::Pacer;
 pub use port::{FindingsPage, Iot, PolicyDefault};
 pub use queue::{Enqueuer, BATCH_SIZE, SEND_ROUNDS};
+pub use throttles::{with_throttle_count, Throttles};
