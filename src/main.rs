@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use iot_audit_remediator::aws::{iot_client, sqs_client};
+use iot_audit_remediator::aws::{iot_client, sqs_client, Throttles};
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::domain::RestrictivePolicy;
 use iot_audit_remediator::engine::{App, Cutoff};
@@ -34,7 +34,10 @@ async fn main() -> Result<(), Error> {
     );
     // The SQS client only when a queue is configured.
     let sqs = config.fanout.as_ref().map(|_| sqs_client(&sdk_config));
-    let app = Arc::new(App::on_sdk(iot_client(&sdk_config), sqs, config, policy));
+    // Throttled IoT attempts, for the invocation's `Throttled` metric (SPEC §8).
+    let throttles = Throttles::default();
+    let iot = iot_client(&sdk_config, &throttles);
+    let app = Arc::new(App::on_sdk(iot, sqs, config, policy));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = Arc::clone(&app);
         tracing::debug!(deadline_ms = event.context.deadline, "invocation");

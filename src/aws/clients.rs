@@ -1,5 +1,5 @@
-//! The SDK clients as the function uses them: IoT's retry and timeout policy, SQS's timeouts,
-//! and the IAM actions the calls in this folder need.
+//! The SDK clients as the function uses them: IoT's retry and timeout policy and its throttle
+//! count, SQS's timeouts, and the IAM actions the calls in this folder need.
 
 use std::time::Duration;
 
@@ -8,6 +8,8 @@ use aws_sdk_iot::config::retry::{
 };
 use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+
+use super::throttles::{with_throttle_count, Throttles};
 
 /// Every IoT API operation the function calls, as IAM action names. The SAM template's role
 /// and `policies/remediator-iam-policy.json` grant exactly these; a test keeps the three in step
@@ -64,9 +66,14 @@ impl ClassifyRetry for TooManyRequests {
     }
 }
 
-/// The IoT client as the function uses it (see [`with_call_policy`]).
-pub fn iot_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_iot::Client {
-    aws_sdk_iot::Client::from_conf(with_call_policy(sdk_config.into()).build())
+/// The IoT client as the function uses it (see [`with_call_policy`]), counting its throttled
+/// attempts in `throttles` for the `Throttled` metric.
+pub fn iot_client(
+    sdk_config: &aws_config::SdkConfig,
+    throttles: &Throttles,
+) -> aws_sdk_iot::Client {
+    let builder = with_throttle_count(with_call_policy(sdk_config.into()), throttles);
+    aws_sdk_iot::Client::from_conf(builder.build())
 }
 
 /// Retries and timeouts for every IoT call: standard retries (exponential backoff with jitter,

@@ -1,7 +1,7 @@
-//! The thin AWS edge: the clients with their retry and timeout policy, the port the engine is
-//! generic over and its implementation on the IoT client (one SDK call per method, no
-//! decisions), the findings pager, typed IoT errors, the pacer, and the queue sender. Every SDK
-//! call of the function is in this folder.
+//! The thin AWS edge: the clients with their retry and timeout policy, the count of throttled
+//! IoT attempts, the port the engine is generic over and its implementation on the IoT client
+//! (one SDK call per method, no decisions), the findings pager, typed IoT errors, the pacer, and
+//! the queue sender. Every SDK call of the function is in this folder.
 
 mod clients;
 mod error;
@@ -12,6 +12,7 @@ mod operation;
 mod pace;
 mod port;
 mod queue;
+mod throttles;
 
 pub use clients::{
     iot_client, sns_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS,
@@ -27,3 +28,4 @@ pub use port::{
     FindingsPage, Iot, Listed, PolicyDefault, SuppressionRequest, SuppressionsPage, Targets,
 };
 pub use queue::{Enqueuer, BATCH_SIZE, SEND_ROUNDS};
+pub use throttles::{with_throttle_count, Throttles};
