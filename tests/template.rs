@@ -1,7 +1,9 @@
 //! The deployment grants exactly what the code needs (SPEC §7), and the three lists stay in step:
 //! the IoT calls in `src/aws/`, `iot_audit_remediator::aws::IOT_ACTIONS`, the role in
 //! `template.yaml` and the standalone `policies/remediator-iam-policy.json`. Also holds the
-//! template's environment to the variables `src/config.rs` reads, with the same defaults.
+//! template's environment to the variables `src/config.rs` reads, with the same defaults, and
+//! what it tells people (SPEC §8) to the spec: the encrypted notification topic, the e-mail
+//! subscription's filter, the alarms and whom they notify.
 //!
 //! `cfn-lint` and `sam validate --lint` (scripts/lint-template.sh) check the template's shape;
 //! neither catches a misspelled or extra IAM action, which is what these tests are for.
@@ -14,14 +16,23 @@ use std::path::{Path, PathBuf};
 
 use iot_audit_remediator::aws::{IOT_ACTIONS, SQS_ACTIONS};
 use iot_audit_remediator::config::{
-    DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_FANOUT_WORKERS,
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_PREFIX, FANOUT_WORKERS_RANGE, MAX_API_CALLS_PER_SECOND,
-    MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY,
+    Config, DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_FANOUT_WORKERS,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_METRICS_NAMESPACE, DEFAULT_PREFIX,
+    DEFAULT_ROLLBACK_SUPPRESSION_DAYS, FANOUT_WORKERS_RANGE, MAX_API_CALLS_PER_SECOND,
+    MAX_DEADLINE_MARGIN_SECONDS, MAX_MAX_CONCURRENCY, MAX_ROLLBACK_SUPPRESSION_DAYS,
 };
 use yaml_serde::Value;
 
-/// The only IoT action that cannot be scoped to a resource.
-const UNSCOPED_ACTION: &str = "iot:ListAuditFindings";
+/// The IoT actions that cannot be scoped to a resource: those of IOT_ACTIONS without a resource
+/// type in the Service Authorization Reference (AWS IoT), granted on `*`. Every other one has
+/// the resource type `policy`.
+const UNSCOPED_ACTIONS: &[&str] = &[
+    "iot:ListAuditFindings",
+    "iot:ListAuditSuppressions",
+    "iot:DescribeAuditSuppression",
+    "iot:CreateAuditSuppression",
+    "iot:UpdateAuditSuppression",
+];
 /// The resource of every other IoT action: the policies whose name has the prefix the code uses.
 const POLICY_ARN: &str =
     "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:policy/${TargetPolicyPrefix}*";
@@ -39,6 +50,12 @@ const SQS_POLLER_ACTIONS: &[&str] = &[
 ];
 /// The only resource SQS actions may be granted on.
 const JOB_QUEUE_ARN: &str = "!GetAtt JobQueue.Arn";
+/// The notification topic: the only resource `sns:Publish` may be granted on.
+const NOTIFICATION_TOPIC: &str = "NotificationTopic";
+/// The function's only SNS action.
+const SNS_ACTIONS: &[&str] = &["sns:Publish"];
+/// The standalone policy's notification topic, in placeholders.
+const STANDALONE_TOPIC_ARN: &str = "arn:aws:sns:REGION:ACCOUNT_ID:TOPIC_NAME";
 /// SDK operations of the SQS client, as IAM authorises them.
 const SQS_OPERATIONS: &[(&str, &str)] = &[("send_message_batch", "sqs:SendMessage")];
 /// The managed policy SAM attaches by default: exactly the three logging actions.
@@ -53,16 +70,31 @@ const ENV_PARAMETERS: &[(&str, &str)] = &[
     ("API_CALLS_PER_SECOND", "ApiCallsPerSecond"),
     ("FANOUT_WORKERS", "FanOutWorkers"),
     ("FANOUT_INLINE_MAX_FINDINGS", "FanOutInlineMaxFindings"),
+    ("METRICS_NAMESPACE", "MetricsNamespace"),
+    ("ROLLBACK_SUPPRESSION_DAYS", "RollbackSuppressionDays"),
 ];
 /// Set from the queue the stack creates, empty when fan-out is off.
 const QUEUE_URL_VARIABLE: &str = "FANOUT_QUEUE_URL";
+/// Set from the topic the stack creates.
+const TOPIC_ARN_VARIABLE: &str = "NOTIFICATION_TOPIC_ARN";
+/// Read by `src/config.rs` but set by Lambda itself (a template may not set `AWS_REGION`, a
+/// reserved variable): exactly these are left out of the comparison with the template.
+const LAMBDA_PROVIDED_VARIABLES: &[&str] = &["AWS_REGION", "AWS_LAMBDA_LOG_GROUP_NAME"];
 /// The fan-out resources, all under the `EnableFanOut` condition.
 const FAN_OUT_RESOURCES: &[&str] = &[
     "JobQueue",
     "JobDeadLetterQueue",
     "JobEventSourceMapping",
     "JobDeadLetterQueueAlarm",
+    "JobsFailedAlarm",
+    "JobsDeferredAlarm",
 ];
+/// SPEC §8: the metrics the stack alarms on, and the values of their one dimension, `Mode`.
+const ALARMED_METRICS: &[&str] = &["Failed", "Deferred"];
+const MODES: &[&str] = &["audit", "jobs", "rollback"];
+/// SPEC §8: the values of the notifications' message attributes `kind` and `outcome`.
+const KINDS: &[&str] = &["audit", "batch", "rollback"];
+const OUTCOMES: &[&str] = &["remediated", "failed", "mixed", "enqueued", "rolled_back"];
 /// Methods of `aws_sdk_iot::Client` (or of a clone of it) that are not API operations.
 const NOT_OPERATIONS: &[&str] = &["clone", "config", "as_ref", "to_owned"];
 
@@ -136,6 +168,7 @@ fn resource_text(value: &Value) -> String {
     match tagged(value) {
         Some((tag, Value::String(pattern))) if tag == "Sub" => format!("!Sub {pattern}"),
         Some((tag, Value::String(attribute))) if tag == "GetAtt" => format!("!GetAtt {attribute}"),
+        Some((tag, Value::String(name))) if tag == "Ref" => format!("!Ref {name}"),
         _ => match value.get("Fn::Sub").and_then(plain) {
             Some(s) => format!("!Sub {s}"),
             None => format!("{value:?}"),
@@ -241,11 +274,48 @@ fn iot_only(grants: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTr
 fn expected_iot_actions() -> BTreeSet<String> {
     let set: BTreeSet<String> = IOT_ACTIONS.iter().map(|a| a.to_string()).collect();
     assert_eq!(set.len(), IOT_ACTIONS.len(), "IOT_ACTIONS has duplicates");
-    assert!(
-        set.contains(UNSCOPED_ACTION),
-        "IOT_ACTIONS lacks {UNSCOPED_ACTION}"
-    );
+    for unscoped in UNSCOPED_ACTIONS {
+        assert!(
+            set.contains(*unscoped),
+            "IOT_ACTIONS lacks {unscoped} (update UNSCOPED_ACTIONS in this test if the code no longer calls it)"
+        );
+    }
     set
+}
+
+/// `!Ref <name>`.
+fn is_ref(value: &Value, name: &str) -> bool {
+    matches!(tagged(value), Some((t, v)) if t == "Ref" && v.as_str() == Some(name))
+}
+
+/// A value as JSON, tags spelled out as CloudFormation's long form (`!Ref X` → `{"Ref": "X"}`),
+/// so that a whole structure can be compared with one literal.
+fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let key = if tag == "Ref" {
+                tag.to_owned()
+            } else {
+                format!("Fn::{tag}")
+            };
+            serde_json::json!({ key: to_json(&t.value) })
+        }
+        Value::Sequence(items) => items.iter().map(to_json).collect(),
+        Value::Mapping(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let k = scalar(k).unwrap_or_else(|| panic!("a key is not a scalar: {k:?}"));
+                (k, to_json(v))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Value::String(s) => s.clone().into(),
+        Value::Number(n) => serde_json::to_value(n).expect("a number"),
+        Value::Bool(b) => (*b).into(),
+        Value::Null => serde_json::Value::Null,
+    }
 }
 
 /// The names `src/config.rs` looks up, outside its unit tests.
@@ -283,9 +353,14 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
     );
 
     let scoped = format!("!Sub {POLICY_ARN}");
+    let topic = format!("!Ref {NOTIFICATION_TOPIC}");
     for (action, resources) in &grants {
-        if action == UNSCOPED_ACTION {
-            assert_eq!(resources, &BTreeSet::from(["*".to_owned()]), "{action}");
+        if UNSCOPED_ACTIONS.contains(&action.as_str()) {
+            assert_eq!(
+                resources,
+                &BTreeSet::from(["*".to_owned()]),
+                "{action} has no resource type: granted on * and nothing else"
+            );
         } else if action.starts_with("iot:") {
             assert_eq!(
                 resources,
@@ -297,6 +372,16 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
                 resources,
                 &BTreeSet::from([JOB_QUEUE_ARN.to_owned()]),
                 "{action} must be granted on the job queue only"
+            );
+        } else if action.starts_with("sns:") {
+            assert!(
+                SNS_ACTIONS.contains(&action.as_str()),
+                "{action}: the function only publishes"
+            );
+            assert_eq!(
+                resources,
+                &BTreeSet::from([topic.clone()]),
+                "{action} must be granted on the notification topic only"
             );
         } else {
             assert!(
@@ -319,6 +404,20 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
         sqs_actions, needed,
         "the code's SQS calls and the mapping's polling"
     );
+    let sns_actions: BTreeSet<&str> = grants
+        .keys()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("sns:"))
+        .collect();
+    assert_eq!(
+        sns_actions,
+        SNS_ACTIONS.iter().copied().collect(),
+        "notifications"
+    );
+    assert!(
+        grants.keys().all(|a| !a.starts_with("kms:")),
+        "no KMS permission: the notification key's policy covers publishing through SNS"
+    );
 }
 
 #[test]
@@ -335,16 +434,41 @@ fn template_environment_matches_config() {
         .map(|k| k.as_str().expect("variable names are strings").to_owned())
         .collect();
     let read_by_config = env_vars_read_by_config();
+    let lambda_provided: BTreeSet<String> = LAMBDA_PROVIDED_VARIABLES
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert!(
+        lambda_provided.is_subset(&read_by_config),
+        "src/config.rs no longer reads one of {lambda_provided:?}: update LAMBDA_PROVIDED_VARIABLES"
+    );
+    assert!(
+        in_template.is_disjoint(&lambda_provided),
+        "Lambda sets {lambda_provided:?} itself: the template must not"
+    );
+    let read_from_template: BTreeSet<String> = read_by_config
+        .difference(&lambda_provided)
+        .cloned()
+        .collect();
     assert_eq!(
-        in_template, read_by_config,
-        "template variables vs. src/config.rs"
+        in_template, read_from_template,
+        "template variables vs. src/config.rs (less the Lambda-provided ones)"
     );
     let mapped: BTreeSet<String> = ENV_PARAMETERS
         .iter()
         .map(|(v, _)| v.to_string())
-        .chain([QUEUE_URL_VARIABLE.to_owned()])
+        .chain([QUEUE_URL_VARIABLE.to_owned(), TOPIC_ARN_VARIABLE.to_owned()])
         .collect();
-    assert_eq!(mapped, read_by_config, "update ENV_PARAMETERS in this test");
+    assert_eq!(
+        mapped, read_from_template,
+        "update ENV_PARAMETERS in this test"
+    );
+    // The stack's own topic, always: the function always has somewhere to publish.
+    let topic_arn = &props["Environment"]["Variables"][TOPIC_ARN_VARIABLE];
+    assert!(
+        is_ref(topic_arn, NOTIFICATION_TOPIC),
+        "{TOPIC_ARN_VARIABLE} must be !Ref {NOTIFICATION_TOPIC}: {topic_arn:?}"
+    );
     // `!If [EnableFanOut, !Ref JobQueue, ""]`: the queue's URL, or empty (inline only).
     let queue_url = &props["Environment"]["Variables"][QUEUE_URL_VARIABLE];
     let Some(("If", Value::Sequence(branches))) =
@@ -379,8 +503,16 @@ fn template_environment_matches_config() {
     assert_eq!(scalar(&prefix["MinLength"]).as_deref(), Some("1"));
     assert!(POLICY_ARN.contains("${TargetPolicyPrefix}"));
 
-    for flag in ["DryRun", "KeepReplacedVersion"] {
-        assert_eq!(plain(&params[flag]["Default"]), Some("false"), "{flag}");
+    let defaults = Config::default();
+    for (flag, default) in [
+        ("DryRun", defaults.dry_run),
+        ("KeepReplacedVersion", defaults.keep_replaced_version),
+    ] {
+        assert_eq!(
+            plain(&params[flag]["Default"]),
+            Some(default.to_string().as_str()),
+            "{flag}: the default of src/config.rs"
+        );
         let allowed: BTreeSet<String> = one_or_many(&params[flag]["AllowedValues"])
             .into_iter()
             .filter_map(scalar)
@@ -437,6 +569,35 @@ fn template_environment_matches_config() {
             "{key}"
         );
     }
+
+    let namespace = &params["MetricsNamespace"];
+    assert_eq!(plain(&namespace["Type"]), Some("String"));
+    assert_eq!(
+        plain(&namespace["Default"]),
+        Some(DEFAULT_METRICS_NAMESPACE)
+    );
+    assert_eq!(defaults.metrics_namespace, DEFAULT_METRICS_NAMESPACE);
+    // What src/config.rs accepts: 1 to 255 of letters, digits and . - _ / # :, no leading colon.
+    assert_eq!(
+        plain(&namespace["AllowedPattern"]),
+        Some("^[A-Za-z0-9._/#-][A-Za-z0-9._/#:-]{0,254}$")
+    );
+
+    let days = &params["RollbackSuppressionDays"];
+    assert_eq!(plain(&days["Type"]), Some("Number"));
+    assert_eq!(
+        scalar(&days["Default"]),
+        Some(DEFAULT_ROLLBACK_SUPPRESSION_DAYS.to_string())
+    );
+    assert_eq!(
+        defaults.rollback_suppression_days,
+        DEFAULT_ROLLBACK_SUPPRESSION_DAYS
+    );
+    assert_eq!(scalar(&days["MinValue"]).as_deref(), Some("0"));
+    assert_eq!(
+        scalar(&days["MaxValue"]),
+        Some(MAX_ROLLBACK_SUPPRESSION_DAYS.to_string())
+    );
 
     let rate = &params["ApiCallsPerSecond"];
     assert_eq!(plain(&rate["Type"]), Some("Number"));
@@ -522,7 +683,9 @@ fn template_deploys_the_function_as_specified() {
 }
 
 /// The other roles of the stack are Device Defender's (audit, publishing to the topic): they
-/// trust only IoT and may publish to SNS; no statement anywhere passes roles or touches S3.
+/// trust only IoT and may publish to SNS; no statement anywhere passes roles or touches S3. No
+/// topic policy or KMS grant widens who may publish, and the one KMS key (the notification
+/// topic's) is usable by this account's principals only through SNS and by its alarms.
 #[test]
 fn template_has_no_other_grants() {
     let template = template();
@@ -537,9 +700,19 @@ fn template_has_no_other_grants() {
                     | "AWS::IAM::ManagedPolicy"
                     | "AWS::Serverless::Connector"
                     | "AWS::IAM::User"
+                    | "AWS::SNS::TopicPolicy"
+                    | "AWS::KMS::Grant"
             ),
             "{name}: {kind} could widen a role"
         );
+        if kind == "AWS::KMS::Key" {
+            assert_eq!(name, "NotificationKey", "the only KMS key");
+            assert_eq!(
+                without_sids(to_json(&resource["Properties"]["KeyPolicy"])),
+                notification_key_policy(),
+                "{name}'s key policy"
+            );
+        }
         if kind == "AWS::IAM::Role" {
             let props = &resource["Properties"];
             for statement in statements(&props["AssumeRolePolicyDocument"]) {
@@ -589,6 +762,54 @@ fn template_has_no_other_grants() {
     }
 }
 
+/// The notification key's policy: the account administers it (through IAM, the usual first
+/// statement); the account's principals may use it only through SNS in this region (what the
+/// AWS managed key `alias/aws/sns` allows, so publishing is governed by `sns:Publish` alone);
+/// the account's CloudWatch alarms may use it to publish.
+fn notification_key_policy() -> serde_json::Value {
+    let use_key = serde_json::json!(["kms:GenerateDataKey*", "kms:Decrypt"]);
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": { "AWS": { "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" } },
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Effect": "Allow",
+                "Principal": { "AWS": "*" },
+                "Action": use_key,
+                "Resource": "*",
+                "Condition": { "StringEquals": {
+                    "kms:CallerAccount": { "Ref": "AWS::AccountId" },
+                    "kms:ViaService": { "Fn::Sub": "sns.${AWS::Region}.amazonaws.com" }
+                } }
+            },
+            {
+                "Effect": "Allow",
+                "Principal": { "Service": "cloudwatch.amazonaws.com" },
+                "Action": use_key,
+                "Resource": "*",
+                "Condition": { "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } } }
+            }
+        ]
+    })
+}
+
+/// A policy document without its statements' `Sid`s (names, not grants).
+fn without_sids(mut document: serde_json::Value) -> serde_json::Value {
+    if let Some(statements) = document["Statement"].as_array_mut() {
+        for statement in statements {
+            if let Some(statement) = statement.as_object_mut() {
+                statement.remove("Sid");
+            }
+        }
+    }
+    document
+}
+
 fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
         Value::String(s) => out.push(s),
@@ -604,7 +825,8 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 
 /// `policies/remediator-iam-policy.json` is the template's role for a deployment without SAM:
 /// the same IoT actions on the same resources, with placeholders in place of the pseudo
-/// parameters and the default prefix in place of the parameter; logging besides.
+/// parameters and the default prefix in place of the parameter; `sns:Publish` on the
+/// notification topic (a placeholder ARN); logging besides.
 #[test]
 fn standalone_iam_policy_matches_the_template_role() {
     let json: serde_json::Value =
@@ -635,6 +857,18 @@ fn standalone_iam_policy_matches_the_template_role() {
         if action.starts_with("iot:") {
             continue;
         }
+        if action.starts_with("sns:") {
+            assert!(
+                SNS_ACTIONS.contains(&action.as_str()),
+                "{action}: the function only publishes"
+            );
+            assert_eq!(
+                resources,
+                &BTreeSet::from([STANDALONE_TOPIC_ARN.to_owned()]),
+                "{action}: the notification topic only, as placeholders"
+            );
+            continue;
+        }
         assert!(
             LOGGING_ACTIONS.contains(&action.as_str()),
             "{action} is not needed"
@@ -653,6 +887,16 @@ fn standalone_iam_policy_matches_the_template_role() {
         .collect();
     let needed: BTreeSet<&str> = LOGGING_ACTIONS.iter().copied().collect();
     assert_eq!(logging, needed, "logging permissions");
+    let sns: BTreeSet<&str> = standalone
+        .keys()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("sns:"))
+        .collect();
+    assert_eq!(
+        sns,
+        SNS_ACTIONS.iter().copied().collect(),
+        "notifications, as in the template"
+    );
 }
 
 /// Every `client.<operation>()` call in the library, as IAM action names, equals IOT_ACTIONS
@@ -947,4 +1191,211 @@ fn template_fans_out_through_a_queue_when_asked() {
         &alarm["Dimensions"][0]["Value"],
         "JobDeadLetterQueue.QueueName"
     ));
+}
+
+/// SPEC §8: the stack's notification topic is encrypted, with a key of its own that the alarms
+/// can use (the AWS managed `alias/aws/sns` cannot be: CloudWatch is not allowed to use it, and
+/// its policy cannot be changed), and it is an output.
+#[test]
+fn notification_topic_is_encrypted_with_a_key_the_alarms_can_use() {
+    let template = template();
+    let resources = &template["Resources"];
+    let topic = &resources[NOTIFICATION_TOPIC];
+    assert_eq!(topic["Type"].as_str(), Some("AWS::SNS::Topic"));
+    assert!(
+        topic.get("Condition").is_none(),
+        "the topic always exists: the function always publishes"
+    );
+    let key = &topic["Properties"]["KmsMasterKeyId"];
+    assert!(
+        is_ref(key, "NotificationKey"),
+        "the topic must be encrypted with the stack's NotificationKey: {key:?}"
+    );
+    let key = &resources["NotificationKey"];
+    assert_eq!(key["Type"].as_str(), Some("AWS::KMS::Key"));
+    assert_eq!(key["Properties"]["EnableKeyRotation"].as_bool(), Some(true));
+    // The key policy itself is held by template_has_no_other_grants.
+    assert!(is_ref(
+        &template["Outputs"]["NotificationTopicArn"]["Value"],
+        NOTIFICATION_TOPIC
+    ));
+}
+
+/// SPEC §8: the optional e-mail subscription lets through `audit` and `rollback` messages, and
+/// `batch` messages only when something failed (`failed`, `mixed`). Checked twice: the filter
+/// policy as written, and what it lets through for every kind and outcome of the spec.
+#[test]
+fn email_subscription_lets_through_audits_rollbacks_and_failed_batches() {
+    let template = template();
+    let email = &template["Parameters"]["NotificationEmail"];
+    assert_eq!(plain(&email["Type"]), Some("String"));
+    assert_eq!(plain(&email["Default"]), Some(""), "no e-mail unless asked");
+    assert_eq!(
+        to_json(&template["Conditions"]["HasNotificationEmail"]),
+        serde_json::json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "NotificationEmail" }, ""] }] })
+    );
+
+    let subscriptions: Vec<(&str, &Value)> = template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::SNS::Subscription"))
+        .map(|(n, r)| (n.as_str().unwrap_or_default(), r))
+        .collect();
+    let [(name, subscription)] = subscriptions[..] else {
+        panic!("one SNS subscription expected, the e-mail one: {subscriptions:?}")
+    };
+    assert_eq!(
+        subscription["Condition"].as_str(),
+        Some("HasNotificationEmail"),
+        "{name}"
+    );
+    let props = &subscription["Properties"];
+    assert!(is_ref(&props["TopicArn"], NOTIFICATION_TOPIC), "{name}");
+    assert_eq!(plain(&props["Protocol"]), Some("email"), "{name}");
+    assert!(is_ref(&props["Endpoint"], "NotificationEmail"), "{name}");
+    assert_eq!(
+        plain(&props["FilterPolicyScope"]),
+        Some("MessageAttributes"),
+        "{name}: the filter applies to the message attributes"
+    );
+    let policy = to_json(&props["FilterPolicy"]);
+    assert_eq!(
+        policy,
+        serde_json::json!({ "$or": [
+            { "kind": ["audit", "rollback"] },
+            { "kind": ["batch"], "outcome": ["failed", "mixed"] }
+        ] }),
+        "{name}'s filter policy"
+    );
+
+    let mut delivered = BTreeSet::new();
+    for kind in KINDS {
+        for outcome in OUTCOMES {
+            let attributes = BTreeMap::from([("kind", *kind), ("outcome", *outcome)]);
+            if filter_matches(&policy, &attributes) {
+                delivered.insert((*kind, *outcome));
+            }
+        }
+    }
+    let expected: BTreeSet<(&str, &str)> = OUTCOMES
+        .iter()
+        .flat_map(|o| [("audit", *o), ("rollback", *o)])
+        .chain([("batch", "failed"), ("batch", "mixed")])
+        .collect();
+    assert_eq!(delivered, expected, "what the e-mail subscription receives");
+}
+
+/// An SNS filter policy of the forms used here (`$or` of alternatives; a property with a list of
+/// exact strings), applied to a message's string attributes. Anything else is refused, so that
+/// the test cannot pass on a policy it does not understand.
+fn filter_matches(policy: &serde_json::Value, attributes: &BTreeMap<&str, &str>) -> bool {
+    let policy = policy.as_object().expect("a filter policy is an object");
+    policy.iter().all(|(key, condition)| {
+        if key == "$or" {
+            let alternatives = condition.as_array().expect("$or takes a list");
+            return alternatives.iter().any(|p| filter_matches(p, attributes));
+        }
+        let values = condition
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: a list of values expected: {condition:?}"));
+        values.iter().any(|v| {
+            let v = v
+                .as_str()
+                .unwrap_or_else(|| panic!("{key}: only exact strings are understood here: {v:?}"));
+            attributes.get(key.as_str()) == Some(&v)
+        })
+    })
+}
+
+/// SPEC §8: the stack alarms on `Failed` and `Deferred` in the function's namespace, in every
+/// mode (one alarm per mode and metric; the jobs ones only with fan-out, like the jobs). Every
+/// alarm of the stack notifies someone: the AlarmTopicArn given, else the notification topic.
+#[test]
+fn alarms_watch_failed_and_deferred_and_always_notify_a_topic() {
+    let template = template();
+    let alarms: Vec<(&str, &Value)> = template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|(n, r)| (n.as_str().unwrap_or_default(), r))
+        .collect();
+    assert!(!alarms.is_empty());
+
+    assert_eq!(
+        to_json(&template["Conditions"]["HasAlarmTopic"]),
+        serde_json::json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "AlarmTopicArn" }, ""] }] })
+    );
+    assert_eq!(
+        plain(&template["Parameters"]["AlarmTopicArn"]["Default"]),
+        Some("")
+    );
+    let actions = serde_json::json!({ "Fn::If": [
+        "HasAlarmTopic",
+        [{ "Ref": "AlarmTopicArn" }],
+        [{ "Ref": NOTIFICATION_TOPIC }]
+    ] });
+    for (name, alarm) in &alarms {
+        assert_eq!(
+            to_json(&alarm["Properties"]["AlarmActions"]),
+            actions,
+            "{name} must notify AlarmTopicArn, or the notification topic when none is given"
+        );
+    }
+
+    let mut watched: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
+    for (name, alarm) in &alarms {
+        let props = &alarm["Properties"];
+        if !is_ref(&props["Namespace"], "MetricsNamespace") {
+            continue;
+        }
+        let metric = plain(&props["MetricName"])
+            .unwrap_or_else(|| panic!("{name}: MetricName"))
+            .to_owned();
+        assert!(
+            ALARMED_METRICS.contains(&metric.as_str()),
+            "{name}: an alarm on {metric}, not in SPEC §8"
+        );
+        let dimensions = one_or_many(&props["Dimensions"]);
+        let [dimension] = dimensions[..] else {
+            panic!("{name}: one dimension, Mode: {dimensions:?}")
+        };
+        assert_eq!(plain(&dimension["Name"]), Some("Mode"), "{name}");
+        let mode = plain(&dimension["Value"])
+            .unwrap_or_else(|| panic!("{name}: the Mode"))
+            .to_owned();
+        assert!(MODES.contains(&mode.as_str()), "{name}: mode {mode}");
+        assert_eq!(plain(&props["Statistic"]), Some("Sum"), "{name}");
+        assert_eq!(scalar(&props["Threshold"]).as_deref(), Some("0"), "{name}");
+        assert_eq!(
+            plain(&props["ComparisonOperator"]),
+            Some("GreaterThanThreshold"),
+            "{name}: any failed or deferred policy"
+        );
+        assert_eq!(
+            plain(&props["TreatMissingData"]),
+            Some("notBreaching"),
+            "{name}: no invocation in that mode is no failure"
+        );
+        let condition = alarm["Condition"].as_str();
+        assert_eq!(
+            condition,
+            (mode == "jobs").then_some("EnableFanOut"),
+            "{name}: the jobs alarms exist with fan-out only, the others always"
+        );
+        watched.entry((metric, mode)).or_default().push(name);
+    }
+    let expected: BTreeSet<(String, String)> = ALARMED_METRICS
+        .iter()
+        .flat_map(|m| MODES.iter().map(|mode| (m.to_string(), mode.to_string())))
+        .collect();
+    assert_eq!(
+        watched.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "an alarm for each of Failed and Deferred in each mode"
+    );
+    for (watch, names) in &watched {
+        assert_eq!(names.len(), 1, "{watch:?} watched twice: {names:?}");
+    }
 }
