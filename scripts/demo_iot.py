@@ -1,6 +1,12 @@
-"""Seeds and shows the demo's policies on the local IoT endpoint (used by scripts/demo.sh).
+"""Seeds and shows the demo's policies and notifications on the local endpoint (used by
+scripts/demo.sh).
 
-Usage: demo_iot.py seed URL | demo_iot.py show URL [--check]
+Usage: demo_iot.py seed URL                  policies, findings, the notification topic and
+                                             an inbox queue subscribed to it; prints the
+                                             topic's ARN
+       demo_iot.py show URL [--check STATE]  the policies; STATE: remediated | rolled-back
+       demo_iot.py notifications URL [--check KIND]
+                                             the notifications that arrived since the last look
 """
 import json
 import sys
@@ -12,8 +18,11 @@ TASK = "7aa53579303b594f9bcb76082688a5de"  # the taskId of events/audit-non-comp
 POLICIES = ["WS_AUDIT_PermissivePolicy", "DeviceFleetPolicy"]  # in scope, out of scope
 
 
-def client(url):
-    return boto3.client("iot", endpoint_url=url, region_name="us-east-1",
+INBOX = "demo-notifications"
+
+
+def client(url, service="iot"):
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="demo", aws_secret_access_key="demo")
 
 
@@ -39,6 +48,30 @@ def seed(url):
     req = urllib.request.Request(url + "/_emulator/findings", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req).read()
+    # The notification topic, and a queue subscribed to it standing in for a mailbox.
+    sns, sqs = client(url, "sns"), client(url, "sqs")
+    topic = sns.create_topic(Name="iot-audit-remediator-changes")["TopicArn"]
+    inbox = sqs.create_queue(QueueName=INBOX)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
+    print(topic)
+
+
+def notifications(url, expected_kind):
+    sqs = client(url, "sqs")
+    inbox = sqs.get_queue_url(QueueName=INBOX)["QueueUrl"]
+    kinds = []
+    for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=2).get("Messages", []):
+        envelope = json.loads(message["Body"])
+        attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+        kinds.append(attributes.get("kind"))
+        print(f"--- notification: {envelope.get('Subject')}")
+        print(f"    attributes: {attributes}")
+        print(json.dumps(json.loads(envelope["Message"]), indent=2))
+        sqs.delete_message(QueueUrl=inbox, ReceiptHandle=message["ReceiptHandle"])
+    if expected_kind and expected_kind not in kinds:
+        sys.exit(f"no {expected_kind} notification arrived (got {kinds})")
 
 
 def show(url, check):
@@ -55,13 +88,22 @@ def show(url, check):
               f"{sorted(v['versionId'] for v in versions)}, "
               f"{'restrictive' if states[name] else 'NOT restrictive'}")
         print(json.dumps(document, indent=2))
-    if check and states != {"WS_AUDIT_PermissivePolicy": True, "DeviceFleetPolicy": False}:
-        sys.exit(f"unexpected end state: {states}")
+    expected = {"remediated": {"WS_AUDIT_PermissivePolicy": True, "DeviceFleetPolicy": False},
+                "rolled-back": {"WS_AUDIT_PermissivePolicy": False, "DeviceFleetPolicy": False}}
+    if check and states != expected[check]:
+        sys.exit(f"unexpected end state (expected {check}): {states}")
+
+
+def option(name):
+    args = sys.argv[3:]
+    return args[args.index(name) + 1] if name in args else None
 
 
 if __name__ == "__main__":
     command, url = sys.argv[1], sys.argv[2]
     if command == "seed":
         seed(url)
+    elif command == "notifications":
+        notifications(url, option("--check"))
     else:
-        show(url, "--check" in sys.argv[3:])
+        show(url, option("--check"))

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use iot_audit_remediator::aws::{iot_client, sqs_client, Throttles};
+use iot_audit_remediator::aws::{iot_client, sns_client, sqs_client, Throttles};
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::domain::RestrictivePolicy;
-use iot_audit_remediator::engine::{App, Cutoff};
+use iot_audit_remediator::engine::{App, Cutoff, SdkClients};
 use iot_audit_remediator::entry::handle;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -32,12 +32,16 @@ async fn main() -> Result<(), Error> {
         fanout_workers = config.fanout.as_ref().map_or(0, |f| f.workers),
         "configured"
     );
-    // The SQS client only when a queue is configured.
-    let sqs = config.fanout.as_ref().map(|_| sqs_client(&sdk_config));
-    // Throttled IoT attempts, for the invocation's `Throttled` metric (SPEC §8).
+    // Throttled IoT attempts, for the invocation's `Throttled` metric (SPEC §8); the SQS and
+    // SNS clients only when a queue and a topic are configured.
     let throttles = Throttles::default();
-    let iot = iot_client(&sdk_config, &throttles);
-    let app = Arc::new(App::on_sdk(iot, sqs, config, policy));
+    let clients = SdkClients {
+        iot: iot_client(&sdk_config, &throttles),
+        sqs: config.fanout.as_ref().map(|_| sqs_client(&sdk_config)),
+        sns: config.notification_topic_arn.as_ref().map(|_| sns_client(&sdk_config)),
+        throttles,
+    };
+    let app = Arc::new(App::on_sdk(clients, config, policy));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = Arc::clone(&app);
         tracing::debug!(deadline_ms = event.context.deadline, "invocation");

@@ -1,7 +1,7 @@
 //! The application context: what every part of an invocation shares. It holds fields and no
-//! behaviour; its constructors only wire (the SDK client paced as configured, the queue).
+//! behaviour; its constructors only wire (the SDK clients, paced and counted as configured).
 
-use crate::aws::{Enqueuer, Pacer, SdkIot};
+use crate::aws::{Enqueuer, Pacer, Publisher, SdkIot, Throttles};
 use crate::config::Config;
 use crate::domain::RestrictivePolicy;
 
@@ -14,39 +14,57 @@ pub struct App<P> {
     pub restrictive: RestrictivePolicy,
     /// The fan-out queue, when audits are fanned out (`FANOUT_QUEUE_URL`).
     pub queue: Option<Enqueuer>,
+    /// The notification topic, when one is configured (`NOTIFICATION_TOPIC_ARN`).
+    pub notifier: Option<Publisher>,
+    /// Throttled IoT attempts, for the invocation's `Throttled` metric.
+    pub throttles: Throttles,
+}
+
+/// The SDK clients the production wiring takes. `sqs` and `sns` are used only when the
+/// configuration names a queue and a topic.
+#[derive(Debug)]
+pub struct SdkClients {
+    /// Built with `throttles` attached (`aws::iot_client`).
+    pub iot: aws_sdk_iot::Client,
+    pub sqs: Option<aws_sdk_sqs::Client>,
+    pub sns: Option<aws_sdk_sns::Client>,
+    pub throttles: Throttles,
 }
 
 impl<P> App<P> {
-    /// Without a fan-out queue.
+    /// Without a fan-out queue or notifications.
     pub fn new(iot: P, config: Config, restrictive: RestrictivePolicy) -> Self {
         Self {
             iot,
             config,
             restrictive,
             queue: None,
+            notifier: None,
+            throttles: Throttles::default(),
         }
     }
 }
 
 impl App<SdkIot> {
-    /// The production wiring: the IoT client paced as the configuration says, and the queue
-    /// when one is configured (without a queue URL there is nothing to send to, and `sqs` is
-    /// not used).
-    pub fn on_sdk(
-        iot: aws_sdk_iot::Client,
-        sqs: Option<aws_sdk_sqs::Client>,
-        config: Config,
-        restrictive: RestrictivePolicy,
-    ) -> Self {
+    /// The production wiring: the IoT client paced as the configuration says, the queue and
+    /// the topic when they are configured.
+    pub fn on_sdk(clients: SdkClients, config: Config, restrictive: RestrictivePolicy) -> Self {
         let pacer = Pacer::per_operation(|op| config.pace(op));
         let queue = config
             .fanout
             .as_ref()
-            .zip(sqs)
+            .zip(clients.sqs)
             .map(|(fanout, sqs)| Enqueuer::new(sqs, fanout.queue_url.clone()));
+        let notifier = config
+            .notification_topic_arn
+            .as_ref()
+            .zip(clients.sns)
+            .map(|(topic, sns)| Publisher::new(sns, topic.clone()));
         Self {
             queue,
-            ..Self::new(SdkIot::new(iot, pacer), config, restrictive)
+            notifier,
+            throttles: clients.throttles,
+            ..Self::new(SdkIot::new(clients.iot, pacer), config, restrictive)
         }
     }
 }

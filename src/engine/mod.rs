@@ -8,7 +8,7 @@ mod pool;
 mod remediate;
 mod rollback;
 
-pub use context::App;
+pub use context::{App, SdkClients};
 pub use cutoff::Cutoff;
 pub use pool::Pool;
 pub use remediate::remediate;

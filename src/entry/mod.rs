@@ -1,11 +1,13 @@
 //! The Lambda doors: one dispatch on the event's kind, the SNS door ([`sns`]: audit records) and
 //! the SQS door ([`sqs`]: fan-out job batches), and the invocation's answer and error.
 
+mod notices;
 pub mod rollback;
 pub mod sns;
 pub mod sqs;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -14,7 +16,7 @@ use thiserror::Error;
 use crate::aws::Iot;
 use crate::domain::{event_kind, EventKind};
 use crate::engine::{App, Cutoff};
-use crate::report::{JobsReport, Report};
+use crate::report::{emf_line, Counts, JobsReport, Mode, Report};
 
 pub use sns::Incomplete;
 
@@ -40,19 +42,17 @@ pub enum InvocationError {
     UnnamedRecords(usize),
 }
 
-/// Handles one Lambda event of any kind: SNS (the audit), SQS (fan-out jobs) or a rollback.
+/// Handles one Lambda event of any kind: SNS (the audit), SQS (fan-out jobs) or a rollback,
+/// and writes the invocation's metrics (one EMF object on its own stdout line).
 pub async fn handle<P: Iot>(
     app: &Arc<App<P>>,
     event: &Value,
     cutoff: Cutoff,
 ) -> Result<Response, InvocationError> {
-    match event_kind(event) {
-        EventKind::Sns => Ok(Response::Audit(
-            sns::handle_event(app, event, cutoff).await?,
-        )),
-        EventKind::Rollback => Ok(Response::Audit(
-            rollback::handle_rollback(app, event, cutoff).await?,
-        )),
+    let kind = event_kind(event);
+    let result = match kind {
+        EventKind::Sns => sns::handle_event(app, event, cutoff).await,
+        EventKind::Rollback => rollback::handle_rollback(app, event, cutoff).await,
         EventKind::SqsJobs => {
             let records = event
                 .get("Records")
@@ -60,12 +60,46 @@ pub async fn handle<P: Iot>(
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let report = sqs::handle_jobs(app, records, cutoff).await;
+            let counts = Counts {
+                rejected_records: report.rejected as u64,
+                notification_errors: report.notification_errors,
+                ..Counts::from_totals(&report.totals)
+            };
+            emit_metrics(app, Mode::Jobs, counts);
             if report.unnamed > 0 {
                 return Err(InvocationError::UnnamedRecords(report.unnamed));
             }
-            Ok(Response::Jobs(report))
+            return Ok(Response::Jobs(report));
         }
-    }
+    };
+    let report = match &result {
+        Ok(report) => report,
+        Err(incomplete) => &incomplete.report,
+    };
+    let counts = Counts {
+        rejected_records: report.record_totals.rejected as u64,
+        notification_errors: report.notification_errors,
+        ..Counts::from_totals(&report.totals)
+    };
+    let mode = if kind == EventKind::Rollback { Mode::Rollback } else { Mode::Audit };
+    emit_metrics(app, mode, counts);
+    Ok(Response::Audit(result?))
+}
+
+/// Prints the EMF object as a raw line of its own, never through the log formatter, so that
+/// CloudWatch reads it as metrics whatever `AWS_LAMBDA_LOG_FORMAT` is.
+fn emit_metrics<P>(app: &App<P>, mode: Mode, counts: Counts) {
+    let counts = Counts {
+        throttled: app.throttles.take(),
+        ..counts
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    println!(
+        "{}",
+        emf_line(&app.config.metrics_namespace, mode, &counts, now_ms)
+    );
 }
 
 impl From<InvocationError> for lambda_runtime::Diagnostic {

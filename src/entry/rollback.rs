@@ -12,9 +12,11 @@ use crate::aws::{self, Iot, Listed};
 use crate::domain::{parse_rollback, Screen, Screener, Target, OVERLY_PERMISSIVE_CHECK};
 use crate::engine::{roll_back, App, Cutoff, Pool, RollbackContext};
 use crate::report::{
-    AuditReport, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport, Report,
+    AuditReport, CheckReport, FindingReport, NotificationKind, Outcome, RecordOutcome,
+    RecordReport, Report,
 };
 
+use super::notices::Notices;
 use super::sns::Incomplete;
 
 /// Handles one rollback event. A malformed one is a rejected record (a retry would not help).
@@ -37,7 +39,12 @@ pub async fn handle_rollback<P: Iot>(
                 task_id: request.task_id,
                 reason: request.reason,
             });
-            RecordOutcome::Processed(roll_back_task(app, rollback, screener, cutoff).await)
+            let done = roll_back_task(app, Arc::clone(&rollback), screener, cutoff).await;
+            let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
+            let reason = rollback.reason.as_deref();
+            notices.audit(NotificationKind::Rollback, &done, None, reason);
+            report.notification_errors = notices.finish().await;
+            RecordOutcome::Processed(done)
         }
     };
     report.push(RecordReport {

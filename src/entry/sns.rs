@@ -16,9 +16,11 @@ use crate::domain::{
 };
 use crate::engine::{App, Cutoff, Pool};
 use crate::report::{
-    AuditReport, CheckHandling, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
-    RecordSkipReason, Report,
+    AuditReport, CheckHandling, CheckReport, FindingReport, NotificationKind, Outcome,
+    RecordOutcome, RecordReport, RecordSkipReason, Report,
 };
+
+use super::notices::Notices;
 
 /// The invocation fails after everything else is done when part of the work could not be
 /// completed, so that Lambda's asynchronous retry (and then the on-failure destination) takes
@@ -77,18 +79,20 @@ pub async fn handle_event<P: Iot>(
     cutoff: Cutoff,
 ) -> Result<Report, Incomplete> {
     let mut report = Report::new(app.config.dry_run);
+    let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
     for record in classify_event(event) {
         let outcome = match record.message {
             Err(reason) => RecordOutcome::Rejected {
                 reason: reason.to_string(),
             },
-            Ok(message) => record_outcome(app, message, cutoff).await,
+            Ok(message) => record_outcome(app, message, cutoff, &mut notices).await,
         };
         report.push(RecordReport {
             message_id: record.message_id,
             outcome,
         });
     }
+    report.notification_errors = notices.finish().await;
     Incomplete::check(report)
 }
 
@@ -97,6 +101,7 @@ async fn record_outcome<P: Iot>(
     app: &Arc<App<P>>,
     message: Message,
     cutoff: Cutoff,
+    notices: &mut Notices<'_>,
 ) -> RecordOutcome {
     let skipped = |reason, task_id, detail| RecordOutcome::Skipped {
         reason,
@@ -124,7 +129,12 @@ async fn record_outcome<P: Iot>(
             Some(audit.task_id),
             format!("taskStatus is {}", audit.task_status),
         ),
-        Message::Audit(audit) => RecordOutcome::Processed(handle_audit(app, &audit, cutoff).await),
+        Message::Audit(audit) => {
+            let report = handle_audit(app, &audit, cutoff).await;
+            let account = audit.account_id.as_deref();
+            notices.audit(NotificationKind::Audit, &report, account, None);
+            RecordOutcome::Processed(report)
+        }
     }
 }
 

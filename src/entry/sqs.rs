@@ -12,7 +12,12 @@ use serde_json::Value;
 use crate::aws::Iot;
 use crate::domain::{Job, Screen, Screener, Target};
 use crate::engine::{App, Cutoff, Pool};
-use crate::report::{FindingReport, JobsReport, Outcome};
+use crate::config::Config;
+use crate::report::{
+    Entry, FindingReport, JobsReport, NotificationInput, NotificationKind, Outcome,
+};
+
+use super::notices::Notices;
 
 /// A message of the batch and what the log needs of it.
 struct Delivery {
@@ -27,6 +32,8 @@ struct Batch {
     report: JobsReport,
     not_done: Vec<String>,
     done: BTreeSet<String>,
+    /// Every job's task and report, for the batch's notification.
+    filed: Vec<(String, FindingReport)>,
 }
 
 /// Works on every job of the batch, at most `MAX_CONCURRENCY` at once and one job per policy
@@ -45,11 +52,16 @@ pub async fn handle_jobs<P: Iot>(
         },
         not_done: Vec::new(),
         done: BTreeSet::new(),
+        filed: Vec::new(),
     };
     let screener = Screener::new(app.config.target_policy_prefix.clone());
     let jobs = read(records, &screener, &mut batch);
     run(app, jobs, cutoff, &mut batch).await;
-    batch.settle()
+    let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
+    batch.notify(&mut notices, &app.config);
+    let mut report = batch.settle();
+    report.notification_errors = notices.finish().await;
+    report
 }
 
 /// Reads each record as a job and screens it; what is not one is rejected. SQS delivers at
@@ -168,6 +180,7 @@ impl Batch {
     fn file(&mut self, delivery: &Delivery, finding: &FindingReport) {
         let task_id = delivery.task_id.as_deref().unwrap_or("-");
         self.report.totals.file(task_id, finding);
+        self.filed.push((task_id.to_owned(), finding.clone()));
         if finding.outcome.is_incomplete() {
             tracing::warn!(message_id = %delivery.message_id, receive_count = %delivery.receive_count,
                 policy = finding.policy_name.as_deref().unwrap_or("-"),
@@ -195,6 +208,28 @@ impl Batch {
                 );
             }
         }
+    }
+
+    /// The batch's notification (`kind` `batch`): the task when every job names the same one.
+    fn notify(&self, notices: &mut Notices<'_>, config: &Config) {
+        let entries: Vec<Entry> = self
+            .filed
+            .iter()
+            .map(|(task_id, finding)| Entry { task_id, finding })
+            .collect();
+        let first = entries.first().map(|e| e.task_id);
+        let task_id = first.filter(|t| entries.iter().all(|e| e.task_id == *t) && *t != "-");
+        notices.send(&NotificationInput {
+            kind: NotificationKind::Batch,
+            account: None,
+            region: config.region.as_deref(),
+            task_id,
+            entries: &entries,
+            totals: &self.report.totals,
+            log_group: config.log_group.as_deref(),
+            metrics_namespace: Some(&config.metrics_namespace),
+            reason: None,
+        });
     }
 
     /// Names in `batchItemFailures` every message not struck off, and logs the batch's line.

@@ -181,6 +181,13 @@ pub struct Report {
     pub records: Vec<RecordReport>,
     pub record_totals: RecordTotals,
     pub totals: Totals,
+    /// Notifications that could not be sent (each logged at error level).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub notification_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Report {

@@ -19,8 +19,11 @@ pub struct JobsReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub unnamed: usize,
     pub totals: Totals,
+    /// Notifications that could not be sent (each logged at error level).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub notification_errors: u64,
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }

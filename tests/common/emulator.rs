@@ -96,6 +96,20 @@ impl Emulator {
         )
     }
 
+    /// The real SNS client pointed at the emulator (moto serves SNS on the same port, and
+    /// delivers to SQS subscriptions: how tests read notifications).
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        let config = aws_sdk_sns::config::Builder::new()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_sns::Client::from_conf(config)
+    }
+
     /// The real SQS client pointed at the emulator (moto serves SQS on the same port).
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::config::Builder::new()

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_iot::Client;
-use iot_audit_remediator::aws::SdkIot;
+use iot_audit_remediator::aws::{SdkIot, Throttles};
 use iot_audit_remediator::config::{Config, FanoutConfig};
 use iot_audit_remediator::domain::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
-use iot_audit_remediator::engine::App;
+use iot_audit_remediator::engine::{App, SdkClients};
 use serde_json::{json, Value};
 
 use super::emulator::Emulator;
@@ -56,26 +56,41 @@ pub fn fanout_config(url: &str, workers: u32) -> Config {
     }
 }
 
-/// The application as production wires it (paced as `config` says), on any IoT client (the
-/// emulator's, or one from `aws-smithy-mocks`), without a fan-out queue.
-pub fn app(client: Client, config: Config) -> Arc<App<SdkIot>> {
+/// The application as production wires it (paced as `config` says), on these clients: the
+/// one builder every test uses.
+pub fn app_on(clients: SdkClients, config: Config) -> Arc<App<SdkIot>> {
     Arc::new(App::on_sdk(
-        client,
-        None,
+        clients,
         config,
         RestrictivePolicy::builtin().unwrap(),
     ))
 }
 
+fn clients(iot: Client) -> SdkClients {
+    SdkClients {
+        iot,
+        sqs: None,
+        sns: None,
+        throttles: Throttles::default(),
+    }
+}
+
+/// [`app_on`] any IoT client (the emulator's, or one from `aws-smithy-mocks`), without a
+/// fan-out queue or a notification topic.
+pub fn app(client: Client, config: Config) -> Arc<App<SdkIot>> {
+    app_on(clients(client), config)
+}
+
 /// As [`app`], with the SQS client for the fan-out queue `config.fanout` names (one per
 /// simulated Lambda process).
 pub fn fanout_app(client: Client, sqs: aws_sdk_sqs::Client, config: Config) -> Arc<App<SdkIot>> {
-    Arc::new(App::on_sdk(
-        client,
-        Some(sqs),
+    app_on(
+        SdkClients {
+            sqs: Some(sqs),
+            ..clients(client)
+        },
         config,
-        RestrictivePolicy::builtin().unwrap(),
-    ))
+    )
 }
 
 impl Emulator {
@@ -87,6 +102,19 @@ impl Emulator {
     /// [`fanout_app`] on this emulator's IoT and SQS clients.
     pub fn fanout_app(&self, config: Config) -> Arc<App<SdkIot>> {
         fanout_app(self.client(), self.sqs(), config)
+    }
+
+    /// [`app`] with this emulator's SNS client for the topic `config` names (and its SQS
+    /// client, for a fan-out queue).
+    pub fn notifying_app(&self, config: Config) -> Arc<App<SdkIot>> {
+        app_on(
+            SdkClients {
+                sqs: Some(self.sqs()),
+                sns: Some(self.sns()),
+                ..clients(self.client())
+            },
+            config,
+        )
     }
 }
 
