@@ -1,10 +1,12 @@
-//! What the function returns and logs: finding outcomes and their counts, the audit report of an
-//! SNS invocation, the partial batch response of a job batch. [`Totals::file`] logs and counts
+//! What the function returns, logs and notifies: finding outcomes and their counts, the audit
+//! report of an SNS invocation, the partial batch response of a job batch, the change
+//! notification (pure: the publish call is elsewhere). [`Totals::file`] logs and counts
 //! a finished finding for both doors.
 
 mod audit;
 mod batch;
 mod finding;
+mod notification;
 
 pub use audit::{
     AuditReport, CheckHandling, CheckReport, RecordOutcome, RecordReport, RecordSkipReason,
@@ -12,3 +14,8 @@ pub use audit::{
 };
 pub use batch::JobsReport;
 pub use finding::{FindingReport, Outcome, Totals};
+pub use notification::{
+    notification, reinstall_command, rollback_event, shell_quote, Entry, Notification,
+    NotificationInput, NotificationKind, NotificationOutcome, LOG_FIELD_PREFIX, SAFETY_MARGIN,
+    SNS_MESSAGE_LIMIT, SUBJECT_LIMIT, UNDO_REASON,
+};
