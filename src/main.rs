@@ -38,7 +38,10 @@ async fn main() -> Result<(), Error> {
     let clients = SdkClients {
         iot: iot_client(&sdk_config, &throttles),
         sqs: config.fanout.as_ref().map(|_| sqs_client(&sdk_config)),
-        sns: config.notification_topic_arn.as_ref().map(|_| sns_client(&sdk_config)),
+        sns: config
+            .notification_topic_arn
+            .as_ref()
+            .map(|_| sns_client(&sdk_config)),
         throttles,
     };
     let app = Arc::new(App::on_sdk(clients, config, policy));

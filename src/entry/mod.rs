@@ -81,7 +81,11 @@ pub async fn handle<P: Iot>(
         notification_errors: report.notification_errors,
         ..Counts::from_totals(&report.totals)
     };
-    let mode = if kind == EventKind::Rollback { Mode::Rollback } else { Mode::Audit };
+    let mode = if kind == EventKind::Rollback {
+        Mode::Rollback
+    } else {
+        Mode::Audit
+    };
     emit_metrics(app, mode, counts);
     Ok(Response::Audit(result?))
 }

@@ -24,7 +24,13 @@ impl<'a> Notices<'a> {
     }
 
     /// The notification of one audit record or rollback.
-    pub fn audit(&mut self, kind: NotificationKind, report: &AuditReport, account: Option<&str>, reason: Option<&str>) {
+    pub fn audit(
+        &mut self,
+        kind: NotificationKind,
+        report: &AuditReport,
+        account: Option<&str>,
+        reason: Option<&str>,
+    ) {
         let entries: Vec<Entry> = report
             .findings
             .iter()

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::aws::Iot;
+use crate::config::Config;
 use crate::domain::{Job, Screen, Screener, Target};
 use crate::engine::{App, Cutoff, Pool};
-use crate::config::Config;
 use crate::report::{
     Entry, FindingReport, JobsReport, NotificationInput, NotificationKind, Outcome,
 };

@@ -1,11 +1,14 @@
-//! What the function returns and logs: finding outcomes and their counts, the audit report of an
-//! SNS invocation, the partial batch response of a job batch, the invocation's metrics object.
-//! [`Totals::file`] logs and counts a finished finding for both doors.
+//! What the function returns, logs and notifies: finding outcomes and their counts, the audit
+//! report of an SNS invocation, the partial batch response of a job batch, the change
+//! notification and the invocation's metrics object (both pure: the publish call and the
+//! stdout line are the doors'). [`Totals::file`] logs and counts a finished finding for both
+//! doors.
 
 mod audit;
 mod batch;
 mod finding;
 mod metrics;
+mod notification;
 
 pub use audit::{
     AuditReport, CheckHandling, CheckReport, RecordOutcome, RecordReport, RecordSkipReason,
@@ -14,3 +17,8 @@ pub use audit::{
 pub use batch::JobsReport;
 pub use finding::{FindingReport, Outcome, Totals};
 pub use metrics::{emf, emf_line, Counts, Mode, DIMENSION, METRIC_NAMES, UNIT};
+pub use notification::{
+    notification, reinstall_command, rollback_event, shell_quote, Entry, Notification,
+    NotificationInput, NotificationKind, NotificationOutcome, LOG_FIELD_PREFIX, SAFETY_MARGIN,
+    SNS_MESSAGE_LIMIT, SUBJECT_LIMIT, UNDO_REASON,
+};
