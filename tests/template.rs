@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use iot_audit_remediator::aws::{IOT_ACTIONS, SQS_ACTIONS};
+use iot_audit_remediator::aws::{IOT_ACTIONS, SNS_ACTIONS, SQS_ACTIONS};
 use iot_audit_remediator::config::{
     Config, DEFAULT_API_CALLS_PER_SECOND, DEFAULT_DEADLINE_MARGIN_SECONDS, DEFAULT_FANOUT_WORKERS,
     DEFAULT_MAX_CONCURRENCY, DEFAULT_METRICS_NAMESPACE, DEFAULT_PREFIX,
@@ -52,12 +52,13 @@ const SQS_POLLER_ACTIONS: &[&str] = &[
 const JOB_QUEUE_ARN: &str = "!GetAtt JobQueue.Arn";
 /// The notification topic: the only resource `sns:Publish` may be granted on.
 const NOTIFICATION_TOPIC: &str = "NotificationTopic";
-/// The function's only SNS action.
-const SNS_ACTIONS: &[&str] = &["sns:Publish"];
 /// The standalone policy's notification topic, in placeholders.
 const STANDALONE_TOPIC_ARN: &str = "arn:aws:sns:REGION:ACCOUNT_ID:TOPIC_NAME";
-/// SDK operations of the SQS client, as IAM authorises them.
-const SQS_OPERATIONS: &[(&str, &str)] = &[("send_message_batch", "sqs:SendMessage")];
+/// SDK operations of the SQS and SNS clients, as IAM authorises them.
+const SQS_OPERATIONS: &[(&str, &str)] = &[
+    ("send_message_batch", "sqs:SendMessage"),
+    ("publish", "sns:Publish"),
+];
 /// The managed policy SAM attaches by default: exactly the three logging actions.
 const BASIC_EXECUTION_POLICY: &str = "AWSLambdaBasicExecutionRole";
 /// The environment the function reads, and the template parameter that feeds each.
@@ -928,10 +929,11 @@ fn iot_actions_match_the_sdk_calls_in_src() {
     let expected: BTreeSet<String> = expected_iot_actions()
         .into_iter()
         .chain(SQS_ACTIONS.iter().map(|a| a.to_string()))
+        .chain(SNS_ACTIONS.iter().map(|a| a.to_string()))
         .collect();
     assert_eq!(
         found, expected,
-        "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS and SQS_ACTIONS"
+        "SDK calls in src/ (action → files: {calls:?}) differ from IOT_ACTIONS, SQS_ACTIONS and SNS_ACTIONS"
     );
     let outside = outside_the_aws_edge(files.keys());
     assert!(
