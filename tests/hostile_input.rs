@@ -13,11 +13,11 @@ use iot_audit_remediator::aws::SdkIot;
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::domain::{
     classify_event, classify_message, decide, duplicate_candidates, oldest_non_default,
-    others_created_since, Finding, Job, PolicyState, PolicyVersionRef, RejectReason, Screen,
-    Screener, VersionInfo,
+    others_created_since, parse_rollback, Finding, Job, PolicyState, PolicyVersionRef,
+    RejectReason, Screen, Screener, VersionInfo,
 };
 use iot_audit_remediator::engine::{App, Cutoff};
-use iot_audit_remediator::entry::{handle, InvocationError};
+use iot_audit_remediator::entry::{handle, InvocationError, Response};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -60,6 +60,26 @@ fn body_text(body: &Body) -> String {
 fn failing_app() -> Arc<App<SdkIot>> {
     let client =
         aws_smithy_mocks::mock_client!(aws_sdk_iot, aws_smithy_mocks::RuleMode::MatchAny, []);
+    app(client, test_config())
+}
+
+/// An app whose `ListAuditFindings` is refused (`InvalidRequestException`, not retried).
+fn refusing_listing_app() -> Arc<App<SdkIot>> {
+    use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsError;
+    use aws_sdk_iot::types::error::InvalidRequestException;
+    let refused =
+        aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_findings).then_error(|| {
+            ListAuditFindingsError::InvalidRequestException(
+                InvalidRequestException::builder()
+                    .message("no such task")
+                    .build(),
+            )
+        });
+    let client = aws_smithy_mocks::mock_client!(
+        aws_sdk_iot,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        [&refused]
+    );
     app(client, test_config())
 }
 
@@ -299,6 +319,28 @@ proptest! {
     fn arbitrary_json_events_never_panic(event in json_value()) {
         let records = classify_event(&event);
         prop_assert!(!records.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_rollback_events_are_read_or_refused_with_no_call(request in json_value()) {
+        let event = json!({ "rollback": request });
+        let parsed = parse_rollback(&event);
+        if let Ok(r) = &parsed {
+            prop_assert!(!r.task_id.trim().is_empty());
+        }
+        // The listing is refused: a refused event never gets as far as it, and an accepted one
+        // fails its listing without a panic.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let answer = runtime.block_on(handle(&refusing_listing_app(), &event, Cutoff::NONE));
+        match (parsed, answer) {
+            (Err(_), Ok(Response::Audit(report))) => {
+                prop_assert_eq!(report.record_totals.rejected, 1);
+            }
+            (Ok(_), Err(InvocationError::Incomplete(e))) => {
+                prop_assert_eq!(e.report.totals.listing_errors, 1);
+            }
+            (parsed, answer) => prop_assert!(false, "{:?} answered {:?}", parsed, answer),
+        }
     }
 
     #[test]
