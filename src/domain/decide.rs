@@ -143,18 +143,20 @@ pub fn replaced_deleted(deleted: Deleted, replaced: &str) -> Result<ReplacedDele
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::versions::tests::version;
 
-    fn flagged(version: &str) -> PolicyVersionRef {
+    /// The flagged version of `WS_AUDIT_p`, for the tests of this folder.
+    pub(in crate::domain) fn flagged(version: &str) -> PolicyVersionRef {
         PolicyVersionRef {
             policy_name: "WS_AUDIT_p".into(),
             version_id: version.into(),
         }
     }
 
-    fn state(default: &str, restrictive: bool) -> PolicyState {
+    /// A policy state, for the tests of this folder.
+    pub(in crate::domain) fn state(default: &str, restrictive: bool) -> PolicyState {
         PolicyState {
             default_version_id: default.into(),
             default_is_restrictive: restrictive,

@@ -134,21 +134,8 @@ pub fn civil_date(epoch_secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::decide::tests::{flagged, state};
     use serde_json::json;
-
-    fn flagged(version: &str) -> PolicyVersionRef {
-        PolicyVersionRef {
-            policy_name: "WS_AUDIT_p".into(),
-            version_id: version.into(),
-        }
-    }
-
-    fn state(default: &str, restrictive: bool) -> PolicyState {
-        PolicyState {
-            default_version_id: default.into(),
-            default_is_restrictive: restrictive,
-        }
-    }
 
     #[test]
     fn the_event_is_read_strictly() {
