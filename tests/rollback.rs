@@ -119,9 +119,10 @@ async fn a_kept_remediation_is_rolled_back_suppressed_and_stays_rolled_back() {
     assert_eq!(
         emu.writes(),
         [
+            // The suppression first: a rollback that could not make it restores nothing.
+            "CreateAuditSuppression -".to_owned(),
             format!("SetDefaultPolicyVersion {NAME}"),
             format!("DeletePolicyVersion {NAME}"),
-            "CreateAuditSuppression -".to_owned()
         ]
     );
 

@@ -47,6 +47,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One IoT call, all its attempts and backoff included, gives up after this.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// One notification, all its attempts included, gives up after this.
+pub const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP 429 without an error code (how some emulators and proxies throttle) is throttling too;
 /// the SDK's own classifiers retry only codes they recognise and 500/502/503/504.
@@ -109,11 +111,17 @@ pub fn sqs_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-/// The SNS client for notifications: the SDK's standard retries and the same timeouts, so a
-/// topic that does not answer costs a notification, not the invocation.
+/// The SNS client for notifications: the SDK's standard retries, and at most
+/// [`NOTIFICATION_TIMEOUT`] per publish, so a topic that does not answer costs a notification,
+/// not the invocation (the deadline margin is 30 s by default).
 pub fn sns_client(sdk_config: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(NOTIFICATION_TIMEOUT)
+        .build();
     let config = aws_sdk_sns::config::Builder::from(sdk_config)
-        .timeout_config(timeouts())
+        .timeout_config(timeouts)
         .build();
     aws_sdk_sns::Client::from_conf(config)
 }

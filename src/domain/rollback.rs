@@ -24,7 +24,11 @@ pub enum RollbackError {
     NotAnObject,
     #[error("rollback.taskId is required (a non-empty string)")]
     NoTaskId,
-    #[error("rollback.policyNames must be a list of policy names")]
+    #[error(
+        "rollback.taskId {0:?} is not an audit task id (letters, digits, - and _, at most 40)"
+    )]
+    BadTaskId(String),
+    #[error("rollback.policyNames must be a non-empty list of policy names (leave it out for every policy of the task)")]
     BadPolicyNames,
     #[error("rollback.reason must be a string")]
     BadReason,
@@ -39,12 +43,18 @@ pub fn parse_rollback(event: &Value) -> Result<RollbackRequest, RollbackError> {
         Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
         _ => return Err(RollbackError::NoTaskId),
     };
+    // As ListAuditFindings takes it: anything else would fail the listing on every retry.
+    let task_id_chars = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if task_id.len() > 40 || !task_id.chars().all(task_id_chars) {
+        return Err(RollbackError::BadTaskId(task_id));
+    }
     let policy_names = match fields.get("policyNames") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(names)) => Some(
+        Some(Value::Array(names)) if !names.is_empty() => Some(
             names
                 .iter()
-                .map(|n| n.as_str().filter(|n| !n.is_empty()).map(str::to_owned))
+                .map(|n| n.as_str().map(str::trim).filter(|n| !n.is_empty()))
+                .map(|n| n.map(str::to_owned))
                 .collect::<Option<Vec<String>>>()
                 .ok_or(RollbackError::BadPolicyNames)?,
         ),
@@ -66,9 +76,6 @@ pub fn parse_rollback(event: &Value) -> Result<RollbackRequest, RollbackError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollbackDecision {
     Skip(SkipReason),
-    /// The flagged version is the default (an earlier rollback, or a person): nothing to undo.
-    /// Its suppression is made if an earlier rollback could not make it.
-    AlreadyRestored,
     /// The restrictive document is in force: look whether the flagged version is still there.
     Restore {
         /// The restrictive default, deleted once the flagged version is the default again.
@@ -85,18 +92,29 @@ pub fn decide_rollback(
     };
     let flagged_is_default = same_version(&flagged.version_id, &state.default_version_id);
     match (state.default_is_restrictive, flagged_is_default) {
-        (false, true) => RollbackDecision::AlreadyRestored,
-        // Someone changed it since, or the restrictive document itself was flagged.
-        (false, false) | (true, true) => RollbackDecision::Skip(SkipReason::NotRemediated),
+        // Restored already (an earlier rollback, or a person), never remediated, changed since,
+        // or the restrictive document itself was flagged: nothing to undo, nothing is written.
+        (false, _) | (true, true) => RollbackDecision::Skip(SkipReason::NotRemediated),
         (true, false) => RollbackDecision::Restore {
             restrictive: state.default_version_id.clone(),
         },
     }
 }
 
-/// Whether the flagged version can be restored: it must still exist. The function never
-/// installs a document that an event hands it.
-pub fn restorable(flagged: &PolicyVersionRef, versions: &[VersionInfo]) -> Result<(), SkipReason> {
+/// Whether the flagged version can be restored: the restrictive version `GetPolicy` showed must
+/// still be the default (else someone changed the policy since: nothing is done), and the
+/// flagged version must still exist. The function never installs a document an event hands it.
+pub fn restorable(
+    flagged: &PolicyVersionRef,
+    restrictive: &str,
+    versions: &[VersionInfo],
+) -> Result<(), SkipReason> {
+    let default_unchanged = versions
+        .iter()
+        .any(|v| v.is_default && same_version(&v.version_id, restrictive));
+    if !default_unchanged {
+        return Err(SkipReason::NotRemediated);
+    }
     if versions
         .iter()
         .any(|v| same_version(&v.version_id, &flagged.version_id))
@@ -107,13 +125,24 @@ pub fn restorable(flagged: &PolicyVersionRef, versions: &[VersionInfo]) -> Resul
     }
 }
 
-/// The description of the suppression a rollback makes (IoT allows 1000 characters).
+/// The description of the suppression a rollback makes. IoT allows 1000 characters of
+/// printable ASCII and spaces (`[\p{Graph}\x20]*`): anything else becomes `?`, so that a
+/// reason with a newline or an accent cannot make the suppression, and so the rollback, fail.
 pub fn suppression_description(date: &str, task_id: &str, reason: Option<&str>) -> String {
     let text = format!(
         "Rolled back by iot-audit-remediator on {date} (audit task {task_id}): {}",
         reason.unwrap_or("no reason given")
     );
-    text.chars().take(1000).collect()
+    text.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(1000)
+        .collect()
 }
 
 /// `YYYY-MM-DD` of a moment given in epoch seconds (UTC, proleptic Gregorian calendar).
@@ -155,6 +184,14 @@ mod tests {
             (json!({"rollback": {}}), RollbackError::NoTaskId),
             (json!({"rollback": {"taskId": ""}}), RollbackError::NoTaskId),
             (json!({"rollback": {"taskId": 7}}), RollbackError::NoTaskId),
+            (
+                json!({"rollback": {"taskId": "a b"}}),
+                RollbackError::BadTaskId("a b".into()),
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "policyNames": []}}),
+                RollbackError::BadPolicyNames,
+            ),
             (
                 json!({"rollback": {"taskId": "t", "policyNames": "WS_AUDIT_a"}}),
                 RollbackError::BadPolicyNames,
@@ -200,7 +237,8 @@ mod tests {
         );
         assert_eq!(
             decide_rollback(&flagged("1"), Some(&state("1", false))),
-            RollbackDecision::AlreadyRestored
+            RollbackDecision::Skip(SkipReason::NotRemediated),
+            "restored already, or never remediated: nothing to undo"
         );
     }
 
@@ -218,10 +256,15 @@ mod tests {
                 created_ms: Some(2),
             },
         ];
-        assert_eq!(restorable(&flagged("1"), &versions), Ok(()));
+        assert_eq!(restorable(&flagged("1"), "2", &versions), Ok(()));
         assert_eq!(
-            restorable(&flagged("3"), &versions),
+            restorable(&flagged("3"), "2", &versions),
             Err(SkipReason::RollbackUnavailable)
+        );
+        // The default changed between GetPolicy and the listing: nothing is done.
+        assert_eq!(
+            restorable(&flagged("2"), "1", &versions),
+            Err(SkipReason::NotRemediated)
         );
     }
 
@@ -238,5 +281,8 @@ mod tests {
         );
         let long = suppression_description("2026-12-01", "t1", Some(&"é".repeat(2000)));
         assert_eq!(long.chars().count(), 1000);
+        assert!(long.ends_with("???"), "printable ASCII only: {long}");
+        let odd = suppression_description("2026-12-01", "t1", Some("line\none\ttab"));
+        assert!(odd.ends_with("line?one?tab"), "{odd}");
     }
 }

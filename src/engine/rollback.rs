@@ -67,28 +67,21 @@ async fn carry_out<P: Iot>(
     let skipped = |reason| Ok(Outcome::Skipped { reason });
     let restrictive = match decide_rollback(flagged, state.as_ref()) {
         RollbackDecision::Skip(reason) => return skipped(reason),
-        RollbackDecision::AlreadyRestored => {
-            // An earlier rollback restored it; its suppression may have failed since.
-            if !app.config.dry_run {
-                suppress(app, rollback, flagged, Existing::Keep, done).await?;
-            }
-            return skipped(SkipReason::NotRemediated);
-        }
         RollbackDecision::Restore { restrictive } => restrictive,
     };
     let versions = app.iot.list_policy_versions(name).await?;
-    if let Err(reason) = restorable(flagged, &versions) {
+    if let Err(reason) = restorable(flagged, &restrictive, &versions) {
         return skipped(reason);
     }
     if app.config.dry_run {
         done.would_delete.push(restrictive);
         return Ok(Outcome::WouldRollBack);
     }
-    if !app
-        .iot
-        .set_default_version(name, &flagged.version_id)
-        .await?
-    {
+    // The suppression first: if it cannot be made, nothing is restored and a retry starts
+    // over; once the flagged version is the default, no later audit remediates it again.
+    suppress(app, rollback, flagged, done).await?;
+    let restored = app.iot.set_default_version(name, &flagged.version_id);
+    if !restored.await? {
         return skipped(SkipReason::RollbackUnavailable);
     }
     match app.iot.delete_policy_version(name, &restrictive).await? {
@@ -101,26 +94,15 @@ async fn carry_out<P: Iot>(
             ))
         }
     }
-    suppress(app, rollback, flagged, Existing::Renew, done).await?;
     Ok(Outcome::RolledBack)
 }
 
-/// What to do with a suppression that exists already.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Existing {
-    /// A fresh rollback: it runs from now.
-    Renew,
-    /// A repeated rollback: it changes nothing.
-    Keep,
-}
-
 /// Suppresses the restored version's finding for `ROLLBACK_SUPPRESSION_DAYS` (none when 0), so
-/// that the next audit does not undo the rollback.
+/// that the next audit does not undo the rollback; one that exists runs from now.
 async fn suppress<P: Iot>(
     app: &App<P>,
     rollback: &RollbackContext,
     restored: &PolicyVersionRef,
-    existing: Existing,
     done: &mut Done,
 ) -> Result<(), IotError> {
     let days = app.config.rollback_suppression_days;
@@ -129,9 +111,6 @@ async fn suppress<P: Iot>(
     }
     let check = OVERLY_PERMISSIVE_CHECK;
     let exists = app.iot.suppression_exists(check, restored).await?;
-    if exists && existing == Existing::Keep {
-        return Ok(());
-    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

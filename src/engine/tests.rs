@@ -561,7 +561,7 @@ async fn an_existing_suppression_is_renewed_and_none_is_made_when_off() {
 }
 
 #[tokio::test]
-async fn a_failed_suppression_is_made_by_the_retry() {
+async fn a_failed_suppression_restores_nothing_and_the_retry_rolls_back() {
     let iot = FakeIot::new(fleet(&[PERMISSIVE, RESTRICTIVE_DOCUMENT], 2));
     iot.fail_next(Operation::CreateAuditSuppression, IotErrorKind::Other);
     let app = on_fake(iot, config(true, false));
@@ -570,22 +570,35 @@ async fn a_failed_suppression_is_made_by_the_retry() {
         failed(&report).starts_with("CreateAuditSuppression: "),
         "{report:?}"
     );
+    assert!(report.deleted_version_ids.is_empty());
     assert_eq!(
-        report.deleted_version_ids,
-        ids(&["2"]),
-        "the restore is reported"
+        state(&app),
+        [(1, false, false), (2, true, true)],
+        "nothing restored"
     );
-    // Lambda's retry: the version is restored already, and the suppression is made now.
+    // Lambda's retry starts over, and this time all of it is done.
     let retry = undo(&app, "1").await;
-    assert_eq!(
-        retry.outcome,
-        Outcome::Skipped {
-            reason: SkipReason::NotRemediated
-        }
-    );
+    assert_eq!(retry.outcome, Outcome::RolledBack);
+    assert_eq!(state(&app), [(1, true, false)]);
     assert!(app
         .iot
         .fleet()
         .suppressions
         .contains_key(&flagged_version("1")));
+}
+
+#[tokio::test]
+async fn a_policy_never_remediated_is_neither_restored_nor_suppressed() {
+    // A dry run, a deferred or failed policy, a job not yet run: the flagged version is the
+    // default and permissive. A rollback of the whole task writes nothing for it.
+    let app = on_fake(FakeIot::new(fleet(&[PERMISSIVE], 1)), config(true, false));
+    let report = undo(&app, "1").await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Skipped {
+            reason: SkipReason::NotRemediated
+        }
+    );
+    assert!(app.iot.writes().is_empty());
+    assert!(app.iot.fleet().suppressions.is_empty());
 }

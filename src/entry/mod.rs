@@ -1,11 +1,13 @@
-//! The Lambda doors: one dispatch on the event's kind, the SNS door ([`sns`]: audit records) and
-//! the SQS door ([`sqs`]: fan-out job batches), and the invocation's answer and error.
+//! The Lambda doors: one dispatch on the event's kind, the SNS door ([`sns`]: audit records),
+//! the SQS door ([`sqs`]: fan-out job batches) and the rollback door ([`rollback`]); the
+//! invocation's answer and error, its notifications, and its metrics line.
 
 mod notices;
 pub mod rollback;
 pub mod sns;
 pub mod sqs;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,10 +102,9 @@ fn emit_metrics<P>(app: &App<P>, mode: Mode, counts: Counts) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    println!(
-        "{}",
-        emf_line(&app.config.metrics_namespace, mode, &counts, now_ms)
-    );
+    let line = emf_line(&app.config.metrics_namespace, mode, &counts, now_ms);
+    // A closed stdout must not panic the invocation (`println!` would).
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 impl From<InvocationError> for lambda_runtime::Diagnostic {

@@ -180,7 +180,9 @@ impl Batch {
     fn file(&mut self, delivery: &Delivery, finding: &FindingReport) {
         let task_id = delivery.task_id.as_deref().unwrap_or("-");
         self.report.totals.file(task_id, finding);
-        self.filed.push((task_id.to_owned(), finding.clone()));
+        // A job without a task id files none (not the log's "-"), so no notification names one.
+        let task = delivery.task_id.clone().unwrap_or_default();
+        self.filed.push((task, finding.clone()));
         if finding.outcome.is_incomplete() {
             tracing::warn!(message_id = %delivery.message_id, receive_count = %delivery.receive_count,
                 policy = finding.policy_name.as_deref().unwrap_or("-"),
@@ -218,7 +220,7 @@ impl Batch {
             .map(|(task_id, finding)| Entry { task_id, finding })
             .collect();
         let first = entries.first().map(|e| e.task_id);
-        let task_id = first.filter(|t| entries.iter().all(|e| e.task_id == *t) && *t != "-");
+        let task_id = first.filter(|t| entries.iter().all(|e| e.task_id == *t) && !t.is_empty());
         notices.send(&NotificationInput {
             kind: NotificationKind::Batch,
             account: None,
