@@ -189,6 +189,37 @@ fn by_policy(report: &Report) -> BTreeMap<String, Value> {
 }
 
 #[tokio::test]
+async fn a_check_named_three_times_is_listed_once() {
+    let mut event: Value = serde_json::from_str(EVENT).unwrap();
+    let text = event["Records"][0]["Sns"]["Message"].as_str().unwrap();
+    let mut message: Value = serde_json::from_str(text).unwrap();
+    let detail = message["auditDetails"][0].clone();
+    message["auditDetails"] = Value::Array(vec![detail.clone(), detail.clone(), detail]);
+    event["Records"][0]["Sns"]["Message"] = Value::String(message.to_string());
+    let list =
+        mock!(Client::list_audit_findings).then_compute_output(|req| match req.next_token() {
+            None => page(vec![finding("WS_AUDIT_a", "1")], Some("t1")),
+            Some(_) => page(vec![finding("WS_AUDIT_b", "1")], None),
+        });
+    let get = permissive_policies();
+    let create = create_ok("2");
+    let client = client(&[&list, &get, &create]);
+    let report = handle_event(&app(client, common::test_config()), &event, Cutoff::NONE)
+        .await
+        .unwrap();
+    assert_eq!(list.num_calls(), 2, "one call per page, not per mention");
+    assert_eq!(report.totals.remediated, 2);
+    let checks = serde_json::to_value(&report.records[0]).unwrap()["checks"].clone();
+    let handling: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["handling"].as_str().unwrap())
+        .collect();
+    assert_eq!(handling, ["findings_handled", "repeated", "repeated"]);
+}
+
+#[tokio::test]
 async fn pages_are_followed_through_an_empty_middle_page() {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&requests);

@@ -146,9 +146,14 @@ pub async fn handle_audit<P: Iot>(
     cutoff: Cutoff,
 ) -> AuditReport {
     let mut report = AuditReport::new(audit);
+    // The same check named twice is listed once (SPEC §10): a message cannot make the function
+    // page the same findings again and burn the account's quota.
+    let mut listed = std::collections::HashSet::new();
     for detail in &audit.audit_details {
         let mut check = CheckReport::new(detail);
-        if detail.is_remediable() {
+        if detail.is_remediable() && !listed.insert(detail.check_name.as_str()) {
+            check.handling = CheckHandling::Repeated;
+        } else if detail.is_remediable() {
             let sink = sink_for(app, detail, &mut check);
             let ctx = CheckContext {
                 app,

@@ -23,6 +23,8 @@ pub enum CheckHandling {
     NotHandled,
     /// A rollback listed the check's findings again (suppressed ones included) and undid them.
     FindingsRolledBack,
+    /// The same check named again in the message: its findings were listed once, above.
+    Repeated,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
