@@ -173,7 +173,10 @@ async fn not_json_is_rejected_and_does_not_fail_the_invocation() {
 /// one is done without a call).
 #[tokio::test]
 async fn the_sample_job_batch_gets_a_partial_batch_response() {
-    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, []);
+    // No suppressions; any other call fails.
+    let none_suppressed = mock!(Client::list_audit_suppressions)
+        .then_output(|| ListAuditSuppressionsOutput::builder().build());
+    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&none_suppressed]);
     let response = iot_audit_remediator::entry::handle(
         &app(client, test_config()),
         &load_event("sqs-jobs.json"),

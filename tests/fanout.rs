@@ -275,6 +275,48 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_a_version_suppressed_since_is_done_with_no_write() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    create_policy(&iot, "WS_AUDIT_Kept", PERMISSIVE).await;
+    create_policy(&iot, "WS_AUDIT_Fixed", PERMISSIVE).await;
+    // Suppressed after the audit ran (by a person, or a rollback): its queued job must not
+    // undo that.
+    let version = aws_sdk_iot::types::PolicyVersionIdentifier::builder()
+        .policy_name("WS_AUDIT_Kept")
+        .policy_version_id("1")
+        .build();
+    iot.create_audit_suppression()
+        .check_name(CHECK)
+        .resource_identifier(
+            aws_sdk_iot::types::ResourceIdentifier::builder()
+                .policy_version_identifier(version)
+                .build(),
+        )
+        .suppress_indefinitely(true)
+        .send()
+        .await
+        .unwrap();
+    emu.clear_requests();
+    let event = json!({"Records": [
+        record("kept", &job("WS_AUDIT_Kept", "1")),
+        record("fixed", &job("WS_AUDIT_Fixed", "1")),
+    ]});
+    let app = emu.app(deleting_config());
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([]), "both done");
+    assert_eq!(v["totals"]["skippedByReason"]["suppressed"], 1, "{v}");
+    assert_eq!(v["totals"]["remediated"], 1);
+    assert_eq!(emu.count("ListAuditSuppressions"), 1, "read once per batch");
+    assert!(
+        emu.writes().iter().all(|w| !w.ends_with("WS_AUDIT_Kept")),
+        "{:?}",
+        emu.writes()
+    );
+    assert_eq!(default_document(&iot, "WS_AUDIT_Kept").await, permissive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_a_message_id_fails_the_whole_batch() {
     let emu = Emulator::start();
     let app = emu.app(deleting_config());

@@ -56,10 +56,25 @@ fn body_text(body: &Body) -> String {
     }
 }
 
-/// An application whose every IoT call fails (a client with no answers).
+/// An application whose every IoT call fails: the suppressions cannot be read (a modeled
+/// error, not retried), and any other call finds no answer in the mock (which panics, and the
+/// pool turns that into the policy's failure).
 fn failing_app() -> Arc<App<SdkIot>> {
-    let client =
-        aws_smithy_mocks::mock_client!(aws_sdk_iot, aws_smithy_mocks::RuleMode::MatchAny, []);
+    use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsError;
+    use aws_sdk_iot::types::error::InvalidRequestException;
+    let refused =
+        aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_suppressions).then_error(|| {
+            ListAuditSuppressionsError::InvalidRequestException(
+                InvalidRequestException::builder()
+                    .message("refused")
+                    .build(),
+            )
+        });
+    let client = aws_smithy_mocks::mock_client!(
+        aws_sdk_iot,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        [&refused]
+    );
     app(client, test_config())
 }
 

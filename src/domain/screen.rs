@@ -111,11 +111,15 @@ impl Screener {
         self.check_policy(policy)
     }
 
-    /// The check left for a policy version that comes without a finding around it (a fan-out
-    /// job: the queue is an input like any other, so the prefix is checked again).
+    /// The checks left for a policy version that comes without a finding around it (a fan-out
+    /// job: the queue is an input like any other, so the prefix is checked again, and the
+    /// current suppressions).
     pub fn check_policy(&self, policy: &PolicyVersionRef) -> Screen {
         if !policy.policy_name.starts_with(&self.prefix) {
             return Screen::Skip(SkipReason::OutOfScope);
+        }
+        if !self.include_suppressed && self.suppressions.covers(policy) {
+            return Screen::Skip(SkipReason::Suppressed);
         }
         if self
             .only

@@ -40,6 +40,13 @@ impl Cutoff {
     }
 }
 
+/// Now in epoch milliseconds, for comparing with suppressions' expiry.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

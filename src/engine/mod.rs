@@ -9,7 +9,7 @@ mod remediate;
 mod rollback;
 
 pub use context::{App, SdkClients};
-pub use cutoff::Cutoff;
+pub use cutoff::{now_ms, Cutoff};
 pub use pool::Pool;
 pub use remediate::remediate;
 pub use rollback::{roll_back, RollbackContext};

@@ -3,7 +3,6 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -14,7 +13,7 @@ use crate::domain::{
     classify_event, route, AuditDetail, AuditMessage, Job, Message, Route, Screen, Screener,
     Suppressions, Target, TaskStatus,
 };
-use crate::engine::{App, Cutoff, Pool};
+use crate::engine::{now_ms, App, Cutoff, Pool};
 use crate::report::{
     AuditReport, CheckHandling, CheckReport, FindingReport, NotificationKind, Outcome,
     RecordOutcome, RecordReport, RecordSkipReason, Report,
@@ -343,11 +342,4 @@ async fn handle_check<P: Iot>(
     }
     sink.finish(report).await;
     listing
-}
-
-/// Now, for comparing with suppressions' expiry (epoch milliseconds).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -9,10 +9,10 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::aws::Iot;
+use crate::aws::{self, Iot};
 use crate::config::Config;
-use crate::domain::{Job, Screen, Screener, Target};
-use crate::engine::{App, Cutoff, Pool};
+use crate::domain::{Job, Screen, Screener, Suppressions, Target, OVERLY_PERMISSIVE_CHECK};
+use crate::engine::{now_ms, App, Cutoff, Pool};
 use crate::report::{
     Entry, FindingReport, JobsReport, NotificationInput, NotificationKind, Outcome,
 };
@@ -54,9 +54,29 @@ pub async fn handle_jobs<P: Iot>(
         done: BTreeSet::new(),
         filed: Vec::new(),
     };
-    let screener = Screener::new(app.config.target_policy_prefix.clone());
+    // The check's current suppressions, once per batch (SPEC §10): a job for a policy version
+    // suppressed since its audit (by a person, or by a rollback) is done with no write.
+    let suppressions = aws::suppressions(&app.iot, OVERLY_PERMISSIVE_CHECK).await;
+    let screener = Screener::new(app.config.target_policy_prefix.clone()).with_suppressions(
+        suppressions.as_ref().map_or_else(
+            |_| Suppressions::default(),
+            |listed| Suppressions::current(listed.iter().cloned(), now_ms()),
+        ),
+    );
     let jobs = read(records, &screener, &mut batch);
-    run(app, jobs, cutoff, &mut batch).await;
+    match suppressions {
+        Ok(_) => run(app, jobs, cutoff, &mut batch).await,
+        // Without them a suppressed policy could be remediated: every in-scope job comes back.
+        Err(e) => {
+            let error = format!("could not read the current suppressions: {e}");
+            for (delivery, target) in jobs {
+                let outcome = Outcome::Failed {
+                    error: error.clone(),
+                };
+                batch.file(&delivery, &FindingReport::for_target(&target, outcome));
+            }
+        }
+    }
     let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
     batch.notify(&mut notices, &app.config);
     let mut report = batch.settle();
