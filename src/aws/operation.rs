@@ -53,9 +53,10 @@ impl Operation {
         }
     }
 
-    /// The policy operations fan-out workers call: their quota is shared among the workers.
-    /// The others are called only by audit invocations (listing findings and suppressions)
-    /// and rollbacks (the restore, and the suppression that keeps it).
+    /// The policy operations fan-out workers call for every job: their quota is shared among
+    /// the workers. The others are called by audit invocations (listing findings and
+    /// suppressions), once per job batch (the suppressions) and by rollbacks (the restore, and
+    /// the suppression that keeps it): a few calls each, at the whole quota.
     pub const fn called_by_workers(self) -> bool {
         matches!(
             self,
