@@ -364,12 +364,7 @@ class Emulator:
             offset = self._page_offset(token, filters)
             shown = [self._as_reported(f) for f in self.findings]
             matching = [f for f in shown if _finding_matches(f, request, suppressed)]
-            response = {"findings": matching[offset:offset + page_size]}
-            if offset + page_size < len(matching):
-                next_token = secrets.token_urlsafe(24)
-                self.page_tokens[next_token] = (filters, offset + page_size)
-                response["nextToken"] = next_token
-        return response
+            return self._page("findings", matching, offset, page_size, filters)
 
     def _as_reported(self, finding):
         """A finding as the API reports it: `isSuppressed` is also true when a suppression of
@@ -448,11 +443,16 @@ class Emulator:
                         (None, found["resourceIdentifier"])]
             if not request.get("ascendingOrder", True):
                 matching.reverse()
-            response = {"suppressions": matching[offset:offset + page_size]}
-            if offset + page_size < len(matching):
-                next_token = secrets.token_urlsafe(24)
-                self.page_tokens[next_token] = (filters, offset + page_size)
-                response["nextToken"] = next_token
+            return self._page("suppressions", matching, offset, page_size, filters)
+
+    def _page(self, key, matching, offset, page_size, filters):
+        """One page of `matching`, with a token for the next one when more follow. Call with
+        the lock held."""
+        response = {key: matching[offset:offset + page_size]}
+        if offset + page_size < len(matching):
+            next_token = secrets.token_urlsafe(24)
+            self.page_tokens[next_token] = (filters, offset + page_size)
+            response["nextToken"] = next_token
         return response
 
     def _page_offset(self, token, filters):

@@ -56,46 +56,35 @@ fn body_text(body: &Body) -> String {
     }
 }
 
-/// An application whose every IoT call fails: the suppressions cannot be read (a modeled
-/// error, not retried), and any other call finds no answer in the mock (which panics, and the
-/// pool turns that into the policy's failure).
-fn failing_app() -> Arc<App<SdkIot>> {
-    use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsError;
-    use aws_sdk_iot::types::error::InvalidRequestException;
-    let refused =
-        aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_suppressions).then_error(|| {
-            ListAuditSuppressionsError::InvalidRequestException(
-                InvalidRequestException::builder()
-                    .message("refused")
-                    .build(),
-            )
-        });
-    let client = aws_smithy_mocks::mock_client!(
-        aws_sdk_iot,
-        aws_smithy_mocks::RuleMode::MatchAny,
-        [&refused]
-    );
+/// An application whose client answers `rule` alone: every other call finds no answer in the
+/// mock (which panics inside a policy's task, and the pool turns that into its failure).
+fn app_answering(rule: &aws_smithy_mocks::Rule) -> Arc<App<SdkIot>> {
+    let client =
+        aws_smithy_mocks::mock_client!(aws_sdk_iot, aws_smithy_mocks::RuleMode::MatchAny, [rule]);
     app(client, test_config())
 }
 
-/// An app whose `ListAuditFindings` is refused (`InvalidRequestException`, not retried).
+fn refused() -> aws_sdk_iot::types::error::InvalidRequestException {
+    aws_sdk_iot::types::error::InvalidRequestException::builder()
+        .message("refused")
+        .build()
+}
+
+/// An application whose every IoT call fails: the suppressions cannot be read (a modeled
+/// error, not retried), and nothing else is answered.
+fn failing_app() -> Arc<App<SdkIot>> {
+    use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsError;
+    let rule = aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_suppressions)
+        .then_error(|| ListAuditSuppressionsError::InvalidRequestException(refused()));
+    app_answering(&rule)
+}
+
+/// An application whose `ListAuditFindings` is refused (`InvalidRequestException`, not retried).
 fn refusing_listing_app() -> Arc<App<SdkIot>> {
     use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsError;
-    use aws_sdk_iot::types::error::InvalidRequestException;
-    let refused =
-        aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_findings).then_error(|| {
-            ListAuditFindingsError::InvalidRequestException(
-                InvalidRequestException::builder()
-                    .message("no such task")
-                    .build(),
-            )
-        });
-    let client = aws_smithy_mocks::mock_client!(
-        aws_sdk_iot,
-        aws_smithy_mocks::RuleMode::MatchAny,
-        [&refused]
-    );
-    app(client, test_config())
+    let rule = aws_smithy_mocks::mock!(aws_sdk_iot::Client::list_audit_findings)
+        .then_error(|| ListAuditFindingsError::InvalidRequestException(refused()));
+    app_answering(&rule)
 }
 
 fn seeds() -> Vec<String> {

@@ -9,15 +9,14 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::aws::{self, Iot, Listed};
-use crate::domain::{parse_rollback, Screen, Screener, Target, OVERLY_PERMISSIVE_CHECK};
+use crate::domain::{parse_rollback, Screener, OVERLY_PERMISSIVE_CHECK};
 use crate::engine::{roll_back, App, Cutoff, Pool, RollbackContext};
 use crate::report::{
-    AuditReport, CheckReport, FindingReport, NotificationKind, Outcome, RecordOutcome,
-    RecordReport, Report,
+    AuditReport, CheckReport, NotificationKind, RecordOutcome, RecordReport, Report,
 };
 
 use super::notices::Notices;
-use super::sns::Incomplete;
+use super::sns::{admit, Incomplete};
 
 /// Handles one rollback event. A malformed one is a rejected record (a retry would not help).
 pub async fn handle_rollback<P: Iot>(
@@ -84,21 +83,8 @@ async fn roll_back_task<P: Iot>(
             }
         };
         for finding in page.findings {
-            let policy = match screener.screen(&finding) {
-                Screen::Skip(reason) => {
-                    let skipped = Outcome::Skipped { reason };
-                    report.push(FindingReport::new(
-                        finding.finding_id,
-                        finding.policy.as_ref(),
-                        skipped,
-                    ));
-                    continue;
-                }
-                Screen::InScope(policy) => policy,
-            };
-            let target = Target {
-                finding_id: finding.finding_id,
-                policy,
+            let Some(target) = admit(&mut screener, finding, &mut report) else {
+                continue;
             };
             let (app, rollback) = (Arc::clone(app), Arc::clone(&rollback));
             let work = move |target| async move { roll_back(&app, &rollback, target).await };

@@ -10,8 +10,8 @@ use thiserror::Error;
 
 use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
-    classify_event, route, AuditDetail, AuditMessage, Job, Message, Route, Screen, Screener,
-    Suppressions, Target, TaskStatus,
+    classify_event, route, AuditDetail, AuditMessage, Finding, Job, Message, Route, Screen,
+    Screener, Suppressions, Target, TaskStatus,
 };
 use crate::engine::{now_ms, App, Cutoff, Pool};
 use crate::report::{
@@ -320,19 +320,8 @@ async fn handle_check<P: Iot>(
             }
         };
         for finding in page.findings {
-            match screener.screen(&finding) {
-                Screen::Skip(reason) => report.push(FindingReport::new(
-                    finding.finding_id,
-                    finding.policy.as_ref(),
-                    Outcome::Skipped { reason },
-                )),
-                Screen::InScope(policy) => {
-                    let target = Target {
-                        finding_id: finding.finding_id,
-                        policy,
-                    };
-                    sink.take(ctx, target, report).await;
-                }
+            if let Some(target) = admit(&mut screener, finding, report) {
+                sink.take(ctx, target, report).await;
             }
         }
         if page.more && ctx.cutoff.passed() {
@@ -342,4 +331,28 @@ async fn handle_check<P: Iot>(
     }
     sink.finish(report).await;
     listing
+}
+
+/// Screens one listed finding: in scope, it goes on as a target; otherwise its skip is filed
+/// in `report`. Shared by the audit and the rollback listings.
+pub(super) fn admit(
+    screener: &mut Screener,
+    finding: Finding,
+    report: &mut AuditReport,
+) -> Option<Target> {
+    match screener.screen(&finding) {
+        Screen::Skip(reason) => {
+            let skipped = Outcome::Skipped { reason };
+            report.push(FindingReport::new(
+                finding.finding_id,
+                finding.policy.as_ref(),
+                skipped,
+            ));
+            None
+        }
+        Screen::InScope(policy) => Some(Target {
+            finding_id: finding.finding_id,
+            policy,
+        }),
+    }
 }
