@@ -124,3 +124,31 @@ async fn a_topic_that_does_not_exist_costs_the_notification_not_the_remediation(
     assert_eq!(report["notificationErrors"], 1);
     assert_eq!(default_document(&iot, "WS_AUDIT_One").await, restrictive());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_batch_sends_its_own_batch_message() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    let (topic, inbox) = topic_with_inbox(&emu).await;
+    create_policy(&iot, "WS_AUDIT_Job", PERMISSIVE).await;
+    let body = json!({"taskId": TASK, "findingId": "f1", "policyName": "WS_AUDIT_Job", "policyVersionId": "1"});
+    let event = json!({"Records": [{
+        "messageId": "m1", "receiptHandle": "r", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs",
+        "awsRegion": "us-east-1"
+    }]});
+    match handle(&emu.notifying_app(notifying(&topic)), &event, Cutoff::NONE).await {
+        Ok(Response::Jobs(report)) => assert_eq!(report.totals.remediated, 1),
+        other => panic!("expected a batch answer: {other:?}"),
+    }
+    let messages = received(&emu, &inbox).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let attributes = &messages[0]["MessageAttributes"];
+    assert_eq!(attributes["kind"]["Value"], "batch");
+    assert_eq!(attributes["outcome"]["Value"], "remediated");
+    assert_eq!(
+        attributes["taskId"]["Value"], TASK,
+        "the one task of the batch"
+    );
+}

@@ -32,8 +32,9 @@ struct Batch {
     report: JobsReport,
     not_done: Vec<String>,
     done: BTreeSet<String>,
-    /// Every job's task and report, for the batch's notification.
-    filed: Vec<(String, FindingReport)>,
+    /// Every job's task and report, for the batch's notification; `None` when no topic is
+    /// configured (nothing is kept for nobody).
+    filed: Option<Vec<(String, FindingReport)>>,
 }
 
 /// Works on every job of the batch, at most `MAX_CONCURRENCY` at once and one job per policy
@@ -52,7 +53,7 @@ pub async fn handle_jobs<P: Iot>(
         },
         not_done: Vec::new(),
         done: BTreeSet::new(),
-        filed: Vec::new(),
+        filed: app.notifier.as_ref().map(|_| Vec::new()),
     };
     // The check's current suppressions, once per batch (SPEC §10): a job for a policy version
     // suppressed since its audit (by a person, or by a rollback) is done with no write.
@@ -200,9 +201,11 @@ impl Batch {
     fn file(&mut self, delivery: &Delivery, finding: &FindingReport) {
         let task_id = delivery.task_id.as_deref().unwrap_or("-");
         self.report.totals.file(task_id, finding);
-        // A job without a task id files none (not the log's "-"), so no notification names one.
-        let task = delivery.task_id.clone().unwrap_or_default();
-        self.filed.push((task, finding.clone()));
+        if let Some(filed) = &mut self.filed {
+            // A job without a task id files none (not the log's "-"): no notification names one.
+            let task = delivery.task_id.clone().unwrap_or_default();
+            filed.push((task, finding.clone()));
+        }
         if finding.outcome.is_incomplete() {
             tracing::warn!(message_id = %delivery.message_id, receive_count = %delivery.receive_count,
                 policy = finding.policy_name.as_deref().unwrap_or("-"),
@@ -234,8 +237,10 @@ impl Batch {
 
     /// The batch's notification (`kind` `batch`): the task when every job names the same one.
     fn notify(&self, notices: &mut Notices<'_>, config: &Config) {
-        let entries: Vec<Entry> = self
-            .filed
+        let Some(filed) = &self.filed else {
+            return;
+        };
+        let entries: Vec<Entry> = filed
             .iter()
             .map(|(task_id, finding)| Entry { task_id, finding })
             .collect();
