@@ -11,7 +11,8 @@ use aws_sdk_iot::Client;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use common::{app, load_event, test_config};
 use iot_audit_remediator::domain::{
-    classify_event, event_kind, parse_rollback, EventKind, Job, Message, RejectReason, TaskStatus,
+    classify_event, classify_sqs_body, event_kind, parse_rollback, EventKind, Job, Message,
+    RejectReason, SqsBody, TaskStatus,
 };
 use iot_audit_remediator::engine::Cutoff;
 use iot_audit_remediator::entry::sns::handle_event;
@@ -55,6 +56,10 @@ fn expected() -> BTreeMap<&'static str, Vec<Kind>> {
         (
             "rollback.json",
             vec![Kind::Rollback("7aa53579303b594f9bcb76082688a5de".into())],
+        ),
+        (
+            "sqs-sns-audit.json",
+            vec![Kind::Audit("7aa53579303b594f9bcb76082688a5de".into())],
         ),
         (
             "sqs-jobs.json",
@@ -105,7 +110,13 @@ fn every_event_file_parses_to_its_kind() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| Kind::Job(Job::parse(r["body"].as_str()).unwrap().policy.policy_name))
+                .map(|r| {
+                    let body = r["body"].as_str();
+                    match classify_sqs_body(body) {
+                        SqsBody::Message(message) => kind(&message),
+                        SqsBody::Job => Kind::Job(Job::parse(body).unwrap().policy.policy_name),
+                    }
+                })
                 .collect();
             assert_eq!(got, kinds, "{name}");
             continue;
@@ -168,9 +179,9 @@ async fn not_json_is_rejected_and_does_not_fail_the_invocation() {
     assert_eq!(report["recordTotals"]["rejected"], 1);
 }
 
-/// The sample job batch through the handler with a client that answers nothing: both jobs are
-/// named for another delivery (the in-scope one failed to read its policy; the out-of-scope
-/// one is done without a call).
+/// The sample job batch through the handler with a client that answers nothing but the
+/// suppressions: the in-scope job is named for another delivery (it could not read its
+/// finding); the out-of-scope one is done without a call.
 #[tokio::test]
 async fn the_sample_job_batch_gets_a_partial_batch_response() {
     // No suppressions; any other call fails.
@@ -191,6 +202,36 @@ async fn the_sample_job_batch_gets_a_partial_batch_response() {
     );
     assert_eq!(v["totals"]["failed"], 1);
     assert_eq!(v["totals"]["skippedByReason"]["out_of_scope"], 1);
+}
+
+/// An audit message that came through an SQS buffer queue in its SNS envelope is the audit:
+/// listed once, and the record is done (not in `batchItemFailures`).
+#[tokio::test]
+async fn the_buffered_audit_message_is_handled_as_from_sns() {
+    let list = mock!(Client::list_audit_findings).then_output(|| {
+        ListAuditFindingsOutput::builder()
+            .set_findings(Some(vec![]))
+            .build()
+    });
+    let none_suppressed = mock!(Client::list_audit_suppressions)
+        .then_output(|| ListAuditSuppressionsOutput::builder().build());
+    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list, &none_suppressed]);
+    let response = iot_audit_remediator::entry::handle(
+        &app(client, test_config()),
+        &load_event("sqs-sns-audit.json"),
+        Cutoff::NONE,
+    )
+    .await
+    .unwrap();
+    let v = serde_json::to_value(response).unwrap();
+    assert_eq!(v["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(list.num_calls(), 1);
+    assert_eq!(none_suppressed.num_calls(), 1, "the audit's, none for jobs");
+    let record = &v["messages"]["records"][0];
+    assert_eq!(record["messageId"], "5f1bd3a6-52a8-4c2b-9a51-3c8a8e0c7d21");
+    assert_eq!(record["outcome"], "processed");
+    assert_eq!(record["taskId"], "7aa53579303b594f9bcb76082688a5de");
+    assert_eq!(v["jobs"], 0);
 }
 
 #[tokio::test]

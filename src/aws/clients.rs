@@ -16,6 +16,7 @@ use super::throttles::{with_throttle_count, Throttles};
 /// with the calls in `src/`.
 pub const IOT_ACTIONS: &[&str] = &[
     "iot:ListAuditFindings",
+    "iot:DescribeAuditFinding",
     "iot:ListAuditSuppressions",
     "iot:GetPolicy",
     "iot:GetPolicyVersion",

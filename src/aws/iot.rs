@@ -9,7 +9,9 @@ use aws_sdk_iot::types::{
 };
 use aws_sdk_iot::Client;
 
-use crate::domain::{Deleted, Finding, PolicyVersionRef, Suppression, VersionInfo};
+use crate::domain::{
+    Deleted, DescribedFinding, Finding, PolicyVersionRef, Suppression, VersionInfo,
+};
 
 use super::error::{IotError, IotErrorKind};
 use super::operation::Operation;
@@ -85,6 +87,27 @@ impl Iot for SdkIot {
             findings: out.findings().iter().map(finding).collect(),
             next_token: out.next_token().map(str::to_owned),
         })
+    }
+
+    async fn describe_finding(
+        &self,
+        finding_id: &str,
+    ) -> Result<Option<DescribedFinding>, IotError> {
+        let out = self
+            .call(Operation::DescribeAuditFinding, || {
+                self.client
+                    .describe_audit_finding()
+                    .finding_id(finding_id)
+                    .send()
+            })
+            .await;
+        Ok(absent_when(out, IotErrorKind::NotFound)?.map(|out| {
+            let f = out.finding();
+            DescribedFinding {
+                check_name: f.and_then(|f| f.check_name()).map(str::to_owned),
+                finding: f.map(finding).unwrap_or_default(),
+            }
+        }))
     }
 
     async fn list_suppressions(

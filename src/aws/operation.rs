@@ -4,6 +4,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     ListAuditFindings,
+    DescribeAuditFinding,
     ListAuditSuppressions,
     GetPolicy,
     GetPolicyVersion,
@@ -18,10 +19,11 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     pub const ALL: [Operation; Self::COUNT] = [
         Operation::ListAuditFindings,
+        Operation::DescribeAuditFinding,
         Operation::ListAuditSuppressions,
         Operation::GetPolicy,
         Operation::GetPolicyVersion,
@@ -39,6 +41,7 @@ impl Operation {
     pub const fn name(self) -> &'static str {
         match self {
             Operation::ListAuditFindings => "ListAuditFindings",
+            Operation::DescribeAuditFinding => "DescribeAuditFinding",
             Operation::ListAuditSuppressions => "ListAuditSuppressions",
             Operation::GetPolicy => "GetPolicy",
             Operation::GetPolicyVersion => "GetPolicyVersion",
@@ -53,14 +56,15 @@ impl Operation {
         }
     }
 
-    /// The policy operations fan-out workers call for every job: their quota is shared among
-    /// the workers. The others are called by audit invocations (listing findings and
+    /// The operations fan-out workers call for every job (the job's finding, then the policy
+    /// operations): their quota is shared among the workers. The others are called by audit invocations (listing findings and
     /// suppressions), once per job batch (the suppressions) and by rollbacks (the restore, and
     /// the suppression that keeps it): a few calls each, at the whole quota.
     pub const fn called_by_workers(self) -> bool {
         matches!(
             self,
-            Operation::GetPolicy
+            Operation::DescribeAuditFinding
+                | Operation::GetPolicy
                 | Operation::GetPolicyVersion
                 | Operation::ListPolicyVersions
                 | Operation::CreatePolicyVersion

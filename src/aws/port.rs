@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
-use crate::domain::{Deleted, Finding, PolicyVersionRef, Suppression, VersionInfo};
+use crate::domain::{
+    Deleted, DescribedFinding, Finding, PolicyVersionRef, Suppression, VersionInfo,
+};
 
 use super::error::IotError;
 
@@ -67,6 +69,12 @@ pub trait Iot: Send + Sync + 'static {
         listed: Listed,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<FindingsPage, IotError>> + Send;
+
+    /// `DescribeAuditFinding`; `None` when no finding has that id.
+    fn describe_finding(
+        &self,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<Option<DescribedFinding>, IotError>> + Send;
 
     /// `ListAuditSuppressions` of one check, the largest page.
     fn list_suppressions(

@@ -134,23 +134,70 @@ pub fn classify_message(text: &str) -> Result<Message, RejectReason> {
             json_kind(&value)
         )));
     };
-    let has = |key: &str| fields.contains_key(key);
-    if has("violationId") || has("violationEventType") {
-        return Ok(Message::DetectViolation(lenient(value)));
-    }
-    if has("findingId") && has("nonCompliantResource") {
-        return Ok(Message::FindingNotification(lenient(value)));
-    }
-    if has("taskId") && (has("auditDetails") || has("taskType") || has("taskStatus")) {
-        return AuditMessage::deserialize(&value)
-            .map(Message::Audit)
-            .map_err(|e| RejectReason::BadAuditMessage(e.to_string()));
+    match shape(fields) {
+        Some(Shape::DetectViolation) => return Ok(Message::DetectViolation(lenient(value))),
+        Some(Shape::FindingNotification) => {
+            return Ok(Message::FindingNotification(lenient(value)))
+        }
+        Some(Shape::Audit) => {
+            return AuditMessage::deserialize(&value)
+                .map(Message::Audit)
+                .map_err(|e| RejectReason::BadAuditMessage(e.to_string()))
+        }
+        None => {}
     }
     let mut keys: Vec<&str> = fields.keys().map(String::as_str).take(8).collect();
     if fields.len() > keys.len() {
         keys.push("...");
     }
     Err(RejectReason::UnknownShape(keys.join(", ")))
+}
+
+/// The kinds of Device Defender message, told apart by their keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    DetectViolation,
+    FindingNotification,
+    Audit,
+}
+
+fn shape(fields: &serde_json::Map<String, Value>) -> Option<Shape> {
+    let has = |key: &str| fields.contains_key(key);
+    if has("violationId") || has("violationEventType") {
+        Some(Shape::DetectViolation)
+    } else if has("findingId") && has("nonCompliantResource") {
+        Some(Shape::FindingNotification)
+    } else if has("taskId") && (has("auditDetails") || has("taskType") || has("taskStatus")) {
+        Some(Shape::Audit)
+    } else {
+        None
+    }
+}
+
+/// What the body of an SQS record carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqsBody {
+    /// A Device Defender message that reached the function through a queue subscribed to the
+    /// audit topic (SNS → SQS → Lambda): in its SNS envelope, or raw (raw message delivery).
+    Message(Result<Message, RejectReason>),
+    /// Anything else: read as a fan-out job (and rejected there when it is not one).
+    Job,
+}
+
+/// Tells a buffered Device Defender message from a fan-out job. A job never has the keys of a
+/// message (see [`shape`]), nor an SNS envelope.
+pub fn classify_sqs_body(body: Option<&str>) -> SqsBody {
+    let Some(Ok(Value::Object(fields))) = body.map(serde_json::from_str::<Value>) else {
+        return SqsBody::Job;
+    };
+    let envelope = fields.get("Type").and_then(Value::as_str) == Some("Notification");
+    match fields.get("Message") {
+        Some(Value::String(message)) if envelope => SqsBody::Message(classify_message(message)),
+        _ if shape(&fields).is_some() => {
+            SqsBody::Message(classify_message(body.unwrap_or_default()))
+        }
+        _ => SqsBody::Job,
+    }
 }
 
 /// For messages that are only logged: a field of an unexpected type must not turn a recognised
@@ -465,5 +512,51 @@ mod tests {
         assert_eq!(audit.task_id, "7aa53579303b594f9bcb76082688a5de");
         assert_eq!(audit.task_status, TaskStatus::Completed);
         assert!(audit.audit_details[0].is_remediable());
+    }
+
+    #[test]
+    fn an_sqs_body_carrying_a_device_defender_message_is_that_message() {
+        let message = json!({"taskId": "t1", "taskStatus": "COMPLETED", "auditDetails": []});
+        let envelope = json!({"Type": "Notification", "MessageId": "m",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:DDA", "Message": message.to_string()});
+        let audit = |body: &SqsBody| match body {
+            SqsBody::Message(Ok(Message::Audit(a))) => a.task_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(audit(&classify_sqs_body(Some(&envelope.to_string()))), "t1");
+        assert_eq!(audit(&classify_sqs_body(Some(&message.to_string()))), "t1");
+        let detect = json!({"violationId": "v", "thingName": "t"}).to_string();
+        assert!(matches!(
+            classify_sqs_body(Some(&detect)),
+            SqsBody::Message(Ok(Message::DetectViolation(_)))
+        ));
+        // An envelope around something that is not a message is rejected as that message.
+        let bad = json!({"Type": "Notification", "Message": "not json"}).to_string();
+        assert!(matches!(
+            classify_sqs_body(Some(&bad)),
+            SqsBody::Message(Err(RejectReason::NotJson(_)))
+        ));
+        let broken = json!({"taskId": "t1", "taskStatus": 7}).to_string();
+        assert!(matches!(
+            classify_sqs_body(Some(&broken)),
+            SqsBody::Message(Err(RejectReason::BadAuditMessage(_)))
+        ));
+    }
+
+    #[test]
+    fn jobs_and_other_bodies_are_read_as_jobs() {
+        for body in [
+            json!({"taskId": "t1", "findingId": "f1", "policyName": "WS_AUDIT_a", "policyVersionId": "1"})
+                .to_string(),
+            json!({"findingId": "f1", "policyVersionIdentifier": {"policyName": "a", "policyVersionId": "1"}})
+                .to_string(),
+            json!({"Type": "SubscriptionConfirmation", "Message": "{}"}).to_string(),
+            json!({"Type": "Notification", "Message": {"taskId": "t"}}).to_string(),
+            "[1]".into(),
+            "{".into(),
+        ] {
+            assert_eq!(classify_sqs_body(Some(&body)), SqsBody::Job, "{body}");
+        }
+        assert_eq!(classify_sqs_body(None), SqsBody::Job);
     }
 }

@@ -11,6 +11,7 @@ mod rollback;
 mod screen;
 mod send;
 mod suppression;
+mod verify;
 mod versions;
 
 pub use decide::{
@@ -28,6 +29,7 @@ pub use rollback::{
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};
 pub use suppression::{Suppression, Suppressions};
+pub use verify::{verify_job, DescribedFinding, Unverified};
 pub use versions::{
     compare_version_ids, duplicate_candidates, oldest_non_default, others_created_since,
     same_version, VersionInfo,

@@ -35,6 +35,9 @@ pub enum SkipReason {
     /// Rollback: the default is not the restrictive document (nothing to undo, or someone
     /// changed it since): nothing is done.
     NotRemediated,
+    /// A fan-out job that its audit finding does not back (SPEC §10): no such finding, another
+    /// check, another policy version, suppressed, or no `findingId` at all.
+    UnverifiedJob,
     /// Rollback: the flagged version is gone (it was deleted); the replaced document is in the
     /// remediation's log line and notification.
     RollbackUnavailable,

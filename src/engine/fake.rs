@@ -9,7 +9,7 @@ use crate::aws::{
     FindingsPage, Iot, IotError, IotErrorKind, Listed, Operation, PolicyDefault,
     SuppressionRequest, SuppressionsPage, Targets,
 };
-use crate::domain::{Deleted, PolicyVersionRef, Suppression, VersionInfo};
+use crate::domain::{Deleted, DescribedFinding, PolicyVersionRef, Suppression, VersionInfo};
 
 /// IoT keeps at most this many versions of a policy.
 pub const MAX_VERSIONS: usize = 5;
@@ -38,6 +38,8 @@ pub struct Fleet {
     pub targets: HashMap<String, usize>,
     /// Suppressions of the overly permissive check: expiry (epoch seconds) and description.
     pub suppressions: HashMap<PolicyVersionRef, (i64, String)>,
+    /// Audit findings by id, as `DescribeAuditFinding` answers.
+    pub findings: HashMap<String, DescribedFinding>,
     clock: i64,
 }
 
@@ -213,6 +215,12 @@ impl Iot for FakeIot {
     ) -> Result<FindingsPage, IotError> {
         self.answer(Operation::ListAuditFindings, "-", |_| {
             Ok(FindingsPage::default())
+        })
+    }
+
+    async fn describe_finding(&self, id: &str) -> Result<Option<DescribedFinding>, IotError> {
+        self.answer(Operation::DescribeAuditFinding, "-", |fleet| {
+            Ok(fleet.findings.get(id).cloned())
         })
     }
 

@@ -96,7 +96,7 @@ pub async fn handle_event<P: Iot>(
 }
 
 /// What one recognised message comes to: only a completed audit is acted on.
-async fn record_outcome<P: Iot>(
+pub(super) async fn record_outcome<P: Iot>(
     app: &Arc<App<P>>,
     message: Message,
     cutoff: Cutoff,

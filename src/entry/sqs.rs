@@ -1,6 +1,7 @@
-//! The SQS door: a batch of remediation jobs from the fan-out queue, as the event source mapping
-//! delivers it, in small steps: read the batch, screen each job, run them (one job per policy
-//! at a time) through the same engine as an inline finding, settle `batchItemFailures`.
+//! The SQS door: a batch from the fan-out queue, as the event source mapping delivers it, in
+//! small steps: read each record, verify and run the jobs (one job per policy at a time) through
+//! the engine, handle the Device Defender messages a buffer queue carries (SNS → SQS → Lambda)
+//! as the SNS door does, and settle `batchItemFailures`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -11,13 +12,18 @@ use serde_json::Value;
 
 use crate::aws::{self, Iot};
 use crate::config::Config;
-use crate::domain::{Job, Screen, Screener, Suppressions, Target, OVERLY_PERMISSIVE_CHECK};
-use crate::engine::{now_ms, App, Cutoff, Pool};
+use crate::domain::{
+    classify_sqs_body, Job, Message, RejectReason, Screen, Screener, SqsBody, Suppressions, Target,
+    OVERLY_PERMISSIVE_CHECK,
+};
+use crate::engine::{now_ms, remediate_job, App, Cutoff, Pool};
 use crate::report::{
-    Entry, FindingReport, JobsReport, NotificationInput, NotificationKind, Outcome,
+    Entry, FindingReport, JobsReport, NotificationInput, NotificationKind, Outcome, RecordOutcome,
+    RecordReport, Report,
 };
 
 use super::notices::Notices;
+use super::sns::record_outcome;
 
 /// A message of the batch and what the log needs of it.
 struct Delivery {
@@ -35,28 +41,63 @@ struct Batch {
     /// Every job's task and report, for the batch's notification; `None` when no topic is
     /// configured (nothing is kept for nobody).
     filed: Option<Vec<(String, FindingReport)>>,
+    /// The Device Defender messages of the batch, as the SNS door reports them.
+    messages: Report,
 }
 
-/// Works on every job of the batch, at most `MAX_CONCURRENCY` at once and one job per policy
-/// at a time. A message counts as done only once its job has an outcome that needs no retry;
-/// everything else, including anything that could not even be read, is listed in
-/// `batchItemFailures`.
+/// The named records of a batch, by what they carry.
+#[derive(Default)]
+struct Read {
+    jobs: Vec<(Delivery, Job)>,
+    messages: Vec<(Delivery, Result<Message, RejectReason>)>,
+}
+
+/// Works on every record of the batch: jobs at most `MAX_CONCURRENCY` at once and one job per
+/// policy at a time, then the buffered Device Defender messages. A message counts as done only
+/// once it has an outcome that needs no retry; everything else, including anything that could
+/// not even be read, is listed in `batchItemFailures`.
 pub async fn handle_jobs<P: Iot>(
     app: &Arc<App<P>>,
     records: &[Value],
     cutoff: Cutoff,
 ) -> JobsReport {
     let mut batch = Batch {
-        report: JobsReport {
-            jobs: records.len(),
-            ..JobsReport::default()
-        },
+        report: JobsReport::default(),
         not_done: Vec::new(),
         done: BTreeSet::new(),
         filed: app.notifier.as_ref().map(|_| Vec::new()),
+        messages: Report::new(app.config.dry_run),
     };
-    // The check's current suppressions, once per batch (SPEC §10): a job for a policy version
-    // suppressed since its audit (by a person, or by a rollback) is done with no write.
+    let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
+    let read = read(records, &mut batch);
+    batch.report.jobs = records.len() - read.messages.len();
+    if !read.jobs.is_empty() {
+        work_on_jobs(app, read.jobs, cutoff, &mut batch).await;
+        batch.notify(&mut notices, &app.config);
+    }
+    for (delivery, message) in read.messages {
+        let outcome = match message {
+            Err(reason) => RecordOutcome::Rejected {
+                reason: reason.to_string(),
+            },
+            Ok(message) => record_outcome(app, message, cutoff, &mut notices).await,
+        };
+        batch.file_message(delivery, outcome);
+    }
+    let mut report = batch.settle();
+    report.notification_errors = notices.finish().await;
+    report
+}
+
+/// Screens and runs the jobs. The check's current suppressions are read once per batch
+/// (SPEC §10): a job for a policy version suppressed since its audit (by a person, or by a
+/// rollback) is done with no write.
+async fn work_on_jobs<P: Iot>(
+    app: &Arc<App<P>>,
+    jobs: Vec<(Delivery, Job)>,
+    cutoff: Cutoff,
+    batch: &mut Batch,
+) {
     let suppressions = aws::suppressions(&app.iot, OVERLY_PERMISSIVE_CHECK).await;
     let screener = Screener::new(app.config.target_policy_prefix.clone()).with_suppressions(
         suppressions.as_ref().map_or_else(
@@ -64,9 +105,12 @@ pub async fn handle_jobs<P: Iot>(
             |listed| Suppressions::current(listed.iter().cloned(), now_ms()),
         ),
     );
-    let jobs = read(records, &screener, &mut batch);
+    let jobs: Vec<(Delivery, Target)> = jobs
+        .into_iter()
+        .filter_map(|(delivery, job)| screen(&screener, delivery, job, batch))
+        .collect();
     match suppressions {
-        Ok(_) => run(app, jobs, cutoff, &mut batch).await,
+        Ok(_) => run(app, jobs, cutoff, batch).await,
         // Without them a suppressed policy could be remediated: every in-scope job comes back.
         Err(e) => {
             let error = format!("could not read the current suppressions: {e}");
@@ -78,19 +122,14 @@ pub async fn handle_jobs<P: Iot>(
             }
         }
     }
-    let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
-    batch.notify(&mut notices, &app.config);
-    let mut report = batch.settle();
-    report.notification_errors = notices.finish().await;
-    report
 }
 
-/// Reads each record as a job and screens it; what is not one is rejected. SQS delivers at
-/// least once, and a batch is gathered from several receives: the same message twice is one
-/// job. Returns the in-scope jobs, in order.
-fn read(records: &[Value], screener: &Screener, batch: &mut Batch) -> Vec<(Delivery, Target)> {
+/// Reads each record; what is neither a job nor a Device Defender message is rejected. SQS
+/// delivers at least once, and a batch is gathered from several receives: the same message
+/// twice is handled once.
+fn read(records: &[Value], batch: &mut Batch) -> Read {
     let mut seen_ids: HashSet<&str> = HashSet::new();
-    let mut jobs = Vec::new();
+    let mut read = Read::default();
     for raw in records {
         let id = raw
             .get("messageId")
@@ -105,38 +144,40 @@ fn read(records: &[Value], screener: &Screener, batch: &mut Batch) -> Vec<(Deliv
                 continue;
             }
         }
-        let message = match SqsMessage::deserialize(raw) {
-            Ok(message) => message,
-            Err(e) => {
-                batch.reject(id, "-", &format!("not an SQS message: {e}"));
-                continue;
-            }
-        };
-        let receive_count = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .cloned()
-            .unwrap_or_else(|| "-".into());
-        let job = match Job::parse(message.body.as_deref()) {
-            Ok(job) => job,
-            Err(e) => {
-                batch.reject(id, &receive_count, &e.to_string());
-                continue;
-            }
-        };
-        let Some(id) = id else {
-            batch.reject(None, &receive_count, "the record has no messageId");
-            continue;
-        };
-        batch.not_done.push(id.to_owned());
-        let delivery = Delivery {
-            message_id: id.to_owned(),
-            task_id: job.task_id.clone(),
-            receive_count,
-        };
-        jobs.extend(screen(screener, delivery, job, batch));
+        read_one(raw, id, batch, &mut read);
     }
-    jobs
+    read
+}
+
+/// Reads one record as a job or a Device Defender message; a record that cannot be named in
+/// `batchItemFailures` is rejected whatever it carries.
+fn read_one(raw: &Value, id: Option<&str>, batch: &mut Batch, read: &mut Read) {
+    let message = match SqsMessage::deserialize(raw) {
+        Ok(message) => message,
+        Err(e) => return batch.reject(id, "-", &format!("not an SQS message: {e}")),
+    };
+    let receive_count = message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .cloned()
+        .unwrap_or_else(|| "-".into());
+    let Some(id) = id else {
+        return batch.reject(None, &receive_count, "the record has no messageId");
+    };
+    let body = message.body.as_deref();
+    let delivery = |task_id| Delivery {
+        message_id: id.to_owned(),
+        task_id,
+        receive_count: receive_count.clone(),
+    };
+    match classify_sqs_body(body) {
+        SqsBody::Message(message) => read.messages.push((delivery(None), message)),
+        SqsBody::Job => match Job::parse(body) {
+            Ok(job) => read.jobs.push((delivery(job.task_id.clone()), job)),
+            Err(e) => return batch.reject(Some(id), &receive_count, &e.to_string()),
+        },
+    }
+    batch.not_done.push(id.to_owned());
 }
 
 /// The queue is an input like any other: the prefix is checked again here. An out-of-scope job
@@ -185,7 +226,10 @@ async fn run<P: Iot>(
                 later.push((delivery, target));
                 continue;
             }
-            if let Some((delivery, deferred)) = pool.start(app, delivery, target, cutoff).await {
+            let job_app = Arc::clone(app);
+            let work = move |target| async move { remediate_job(&job_app, target).await };
+            let started = pool.start_with(delivery, target, cutoff, work).await;
+            if let Some((delivery, deferred)) = started {
                 batch.file(&delivery, &deferred);
             }
             pool.finished(|delivery, finding| batch.file(&delivery, &finding));
@@ -215,7 +259,27 @@ impl Batch {
         }
     }
 
-    /// A message that is not a job: listed as a failure when it can be named, so that the
+    /// Reports a Device Defender message the batch carried; done unless part of its work is
+    /// left for a retry (or it is bad input, which reaches the dead-letter queue).
+    fn file_message(&mut self, delivery: Delivery, outcome: RecordOutcome) {
+        let done = match &outcome {
+            RecordOutcome::Processed(audit) => audit.totals.incomplete() == 0,
+            RecordOutcome::Skipped { .. } => true,
+            RecordOutcome::Rejected { .. } => false,
+        };
+        if done {
+            self.done.insert(delivery.message_id.clone());
+        } else {
+            tracing::warn!(message_id = %delivery.message_id, receive_count = %delivery.receive_count,
+                "message returned to the queue: it is delivered again after the visibility timeout");
+        }
+        self.messages.push(RecordReport {
+            message_id: Some(delivery.message_id),
+            outcome,
+        });
+    }
+
+    /// A record that is not a job: listed as a failure when it can be named, so that the
     /// queue's receive limit moves it to the dead-letter queue, where it can be read.
     fn reject(&mut self, id: Option<&str>, receive_count: &str, reason: &str) {
         self.report.rejected += 1;
@@ -266,6 +330,11 @@ impl Batch {
             if !self.done.contains(&id) {
                 report.response.add_failure(id);
             }
+        }
+        if !self.messages.records.is_empty() {
+            report.rejected += self.messages.record_totals.rejected;
+            report.totals.add(&self.messages.totals);
+            report.messages = Some(self.messages);
         }
         tracing::info!(
             jobs = report.jobs,

@@ -3,6 +3,7 @@
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde::Serialize;
 
+use super::audit::Report;
 use super::finding::Totals;
 
 /// What a batch came to. `batchItemFailures` is what the event source mapping reads: those
@@ -12,13 +13,19 @@ use super::finding::Totals;
 pub struct JobsReport {
     #[serde(flatten)]
     pub response: SqsBatchResponse,
+    /// Records that are not Device Defender messages: jobs, and bodies that should be.
     pub jobs: usize,
-    /// Bodies that are not jobs (they reach the dead-letter queue after the receive limit).
+    /// Bodies that are neither jobs nor Device Defender messages (they reach the dead-letter queue after the receive limit).
     pub rejected: usize,
     /// Records without a `messageId`: they cannot be named in `batchItemFailures`.
     #[serde(skip_serializing_if = "is_zero")]
     pub unnamed: usize,
+    /// Every job's outcome, and those of the findings of the buffered audit messages.
     pub totals: Totals,
+    /// The Device Defender messages the batch carried (SNS → SQS → Lambda), reported as the SNS
+    /// door reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Report>,
     /// Notifications that could not be sent (each logged at error level).
     #[serde(skip_serializing_if = "is_zero")]
     pub notification_errors: u64,

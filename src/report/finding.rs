@@ -124,6 +124,17 @@ impl FindingReport {
                 reason = "restrictive_document_flagged",
                 "the audit flagged the restrictive document itself; not changing it again"
             ),
+            Outcome::Skipped {
+                reason: SkipReason::UnverifiedJob,
+            } => tracing::error!(
+                task_id,
+                finding,
+                policy,
+                flagged_version = flagged,
+                outcome = "skipped",
+                reason = "unverified_job",
+                "a fan-out job its audit finding does not back; done with no write"
+            ),
             Outcome::Skipped { reason } => tracing::info!(
                 task_id, finding, policy, flagged_version = flagged,
                 default_version = self.default_version_id.as_deref().unwrap_or("-"),
@@ -239,7 +250,7 @@ impl Totals {
         }
     }
 
-    pub(super) fn add(&mut self, other: &Totals) {
+    pub fn add(&mut self, other: &Totals) {
         self.findings += other.findings;
         self.remediated += other.remediated;
         self.would_remediate += other.would_remediate;
