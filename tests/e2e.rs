@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use iot_audit_remediator::config::Config;
 use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::handle;
 use iot_audit_remediator::entry::sns::handle_event;
 use serde_json::{json, Value};
 
@@ -347,4 +348,50 @@ async fn two_concurrent_deliveries_converge_to_one_restrictive_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_deliveries_converge_when_keeping_the_replaced_version() {
     concurrent_deliveries(true).await;
+}
+
+/// SPEC §10: SNS → SQS → Lambda. An SQS record whose body is the SNS envelope, or (raw message
+/// delivery) the audit message itself, is that audit: remediated as from SNS, and the record
+/// done. A record whose audit is incomplete comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_message_through_an_sqs_buffer_is_remediated_as_from_sns() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    create_policy(&iot, "WS_AUDIT_Buffered", PERMISSIVE).await;
+    create_policy(&iot, "WS_AUDIT_Raw", PERMISSIVE).await;
+    emu.seed_findings(vec![finding(TASK, "WS_AUDIT_Buffered", "1")]);
+    let app = emu.app(deleting_config());
+    let enveloped = load_event("sqs-sns-audit.json");
+    let v = serde_json::to_value(handle(&app, &enveloped, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([]), "{v:#}");
+    assert_eq!(v["totals"]["remediated"], 1);
+    assert_eq!(v["messages"]["records"][0]["outcome"], "processed");
+    assert_remediated(&iot, "WS_AUDIT_Buffered", false).await;
+
+    // Raw message delivery: the body is the audit message.
+    let raw_task = "b1c2d3e4f5a60718293a4b5c6d7e8f90";
+    emu.seed_findings(vec![finding(raw_task, "WS_AUDIT_Raw", "1")]);
+    let sns_body: Value =
+        serde_json::from_str(enveloped["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let message = sns_body["Message"]
+        .as_str()
+        .unwrap()
+        .replace(TASK, raw_task);
+    let mut raw = enveloped.clone();
+    raw["Records"][0]["body"] = json!(message);
+    let v = serde_json::to_value(handle(&app, &raw, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([]), "{v:#}");
+    assert_eq!(v["messages"]["records"][0]["taskId"], raw_task);
+    assert_remediated(&iot, "WS_AUDIT_Raw", false).await;
+
+    // The listing fails: the audit is incomplete and its record is named for another delivery.
+    emu.faults(json!({"operations": {"ListAuditFindings": {"error_rate": 1.0}}}));
+    let v = serde_json::to_value(handle(&app, &raw, Cutoff::NONE).await.unwrap()).unwrap();
+    let id = raw["Records"][0]["messageId"].clone();
+    assert_eq!(
+        v["batchItemFailures"],
+        json!([{"itemIdentifier": id}]),
+        "{v:#}"
+    );
+    assert_eq!(v["totals"]["listingErrors"], 1);
 }

@@ -106,7 +106,9 @@ async fn failing_jobs_come_back_and_poison_jobs_reach_the_dead_letter_queue() {
     let sqs = emu.sqs();
     let n = 20;
     seed_audit(&emu, n).await;
-    let queues = create_queues(&sqs, "jobs", 3, 1).await;
+    // Long enough for a batch (each job reads its finding, then its policy through the SDK's
+    // retries) to finish before its messages are due again; a returned job waits this long.
+    let queues = create_queues(&sqs, "jobs", 3, 5).await;
     enqueue(&emu, &queues.url).await;
     let poison = ["not json", r#"{"taskId": "t", "policyVersionId": "1"}"#];
     for body in poison {
@@ -163,9 +165,18 @@ fn record(id: &str, body: &str) -> Value {
         "awsRegion": "us-east-1"})
 }
 
-fn job(policy: &str, version: &str) -> String {
-    json!({"taskId": TASK, "findingId": format!("f-{policy}"), "policyName": policy, "policyVersionId": version})
-        .to_string()
+fn job_for(finding: &Value) -> String {
+    let version = &finding["nonCompliantResource"]["resourceIdentifier"]["policyVersionIdentifier"];
+    json!({"taskId": finding["taskId"], "findingId": finding["findingId"],
+        "policyName": version["policyName"], "policyVersionId": version["policyVersionId"]})
+    .to_string()
+}
+
+/// A job as the SNS door writes it, with its finding seeded: a genuine job.
+fn job(emu: &Emulator, policy: &str, version: &str) -> String {
+    let finding = finding(TASK, policy, version);
+    emu.seed_findings(vec![finding.clone()]);
+    job_for(&finding)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,19 +188,19 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
     create_policy(&iot, "WS_AUDIT_Broken", PERMISSIVE).await;
     create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
     let app = emu.app(deleting_config());
-    let event = json!({"Records": [record("m0", &job("WS_AUDIT_Done", "1"))]});
+    let event = json!({"Records": [record("m0", &job(&emu, "WS_AUDIT_Done", "1"))]});
     handle(&app, &event, Cutoff::NONE).await.unwrap();
     assert_remediated(&iot, "WS_AUDIT_Done", false).await;
     emu.clear_requests();
 
     let event = json!({"Records": [
-        record("m1", &job("WS_AUDIT_Good", "1")),
-        record("m2", &job("WS_AUDIT_Done", "1")),
-        record("m3", &job("DeviceFleetPolicy", "1")),
+        record("m1", &job(&emu, "WS_AUDIT_Good", "1")),
+        record("m2", &job(&emu, "WS_AUDIT_Done", "1")),
+        record("m3", &job(&emu, "DeviceFleetPolicy", "1")),
         record("m4", "{\"policyName\": 1}"),
-        record("m5", &job("WS_AUDIT_Gone", "1")),
-        record("m6", &job("WS_AUDIT_Good", "1")),
-        record("m7", &job("WS_AUDIT_Broken", "9")),
+        record("m5", &job(&emu, "WS_AUDIT_Gone", "1")),
+        record("m6", &job(&emu, "WS_AUDIT_Good", "1")),
+        record("m7", &job(&emu, "WS_AUDIT_Broken", "9")),
     ]});
     let response = handle(&app, &event, Cutoff::NONE).await.unwrap();
     let Response::Jobs(report) = &response else {
@@ -222,8 +233,8 @@ async fn a_batch_names_exactly_the_jobs_to_deliver_again() {
     // A job whose IoT calls fail is named; the others in the batch are done.
     emu.faults(json!({"operations": {"CreatePolicyVersion": {"error_rate": 1.0}}}));
     let event = json!({"Records": [
-        record("m8", &job("WS_AUDIT_Broken", "1")),
-        record("m9", &job("WS_AUDIT_Done", "1")),
+        record("m8", &job(&emu, "WS_AUDIT_Broken", "1")),
+        record("m9", &job(&emu, "WS_AUDIT_Done", "1")),
     ]});
     let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m8"}]));
@@ -246,9 +257,9 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
         .unwrap();
     let app = emu.app(deleting_config());
     let event = json!({"Records": [
-        record("old", &job("WS_AUDIT_Twice", "1")),
-        record("new", &job("WS_AUDIT_Twice", "2")),
-        record("new", &job("WS_AUDIT_Twice", "2")),
+        record("old", &job(&emu, "WS_AUDIT_Twice", "1")),
+        record("new", &job(&emu, "WS_AUDIT_Twice", "2")),
+        record("new", &job(&emu, "WS_AUDIT_Twice", "2")),
     ]});
     let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([]));
@@ -267,8 +278,8 @@ async fn two_jobs_for_one_policy_run_one_after_the_other() {
     create_policy(&iot, "WS_AUDIT_Fails", PERMISSIVE).await;
     emu.faults(json!({"operations": {"CreatePolicyVersion": {"error_rate": 1.0}}}));
     let event = json!({"Records": [
-        record("m1", &job("WS_AUDIT_Fails", "1")),
-        record("m1", &job("WS_AUDIT_Fails", "1")),
+        record("m1", &job(&emu, "WS_AUDIT_Fails", "1")),
+        record("m1", &job(&emu, "WS_AUDIT_Fails", "1")),
     ]});
     let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
     assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m1"}]));
@@ -299,8 +310,8 @@ async fn a_job_for_a_version_suppressed_since_is_done_with_no_write() {
         .unwrap();
     emu.clear_requests();
     let event = json!({"Records": [
-        record("kept", &job("WS_AUDIT_Kept", "1")),
-        record("fixed", &job("WS_AUDIT_Fixed", "1")),
+        record("kept", &job(&emu, "WS_AUDIT_Kept", "1")),
+        record("fixed", &job(&emu, "WS_AUDIT_Fixed", "1")),
     ]});
     let app = emu.app(deleting_config());
     let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
@@ -316,13 +327,108 @@ async fn a_job_for_a_version_suppressed_since_is_done_with_no_write() {
     assert_eq!(default_document(&iot, "WS_AUDIT_Kept").await, permissive());
 }
 
+/// SPEC §10: a job is a claim. Only a job its finding backs is acted on; the others are done
+/// (not retried: a retry would read the same finding) with no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_their_findings_do_not_back_are_done_with_no_write() {
+    let emu = Emulator::start();
+    let iot = emu.client();
+    let names = [
+        "Genuine",
+        "Forged",
+        "Suppressed",
+        "OtherVersion",
+        "OtherCheck",
+        "NoFinding",
+    ];
+    for name in names {
+        create_policy(&iot, &format!("WS_AUDIT_{name}"), PERMISSIVE).await;
+    }
+    let genuine = job(&emu, "WS_AUDIT_Genuine", "1");
+    let mut suppressed = finding(TASK, "WS_AUDIT_Suppressed", "1");
+    suppressed["isSuppressed"] = json!(true);
+    let mut other_check = finding(TASK, "WS_AUDIT_OtherCheck", "1");
+    other_check["checkName"] = json!("IOT_ROLE_ALIAS_OVERLY_PERMISSIVE_CHECK");
+    let other_version = finding(TASK, "WS_AUDIT_OtherVersion", "2");
+    emu.seed_findings(vec![
+        suppressed.clone(),
+        other_check.clone(),
+        other_version.clone(),
+    ]);
+    // The finding names version 2; the job claims version 1, the policy's default.
+    let claims_v1 =
+        job_for(&other_version).replace("\"policyVersionId\":\"2\"", "\"policyVersionId\":\"1\"");
+    assert!(
+        claims_v1.contains("\"policyVersionId\":\"1\""),
+        "{claims_v1}"
+    );
+    let forged = json!({"taskId": TASK, "findingId": "made-up", "policyName": "WS_AUDIT_Forged",
+        "policyVersionId": "1"});
+    let anonymous =
+        json!({"taskId": TASK, "policyName": "WS_AUDIT_NoFinding", "policyVersionId": "1"});
+    emu.clear_requests();
+    let event = json!({"Records": [
+        record("genuine", &genuine),
+        record("forged", &forged.to_string()),
+        record("suppressed", &job_for(&suppressed)),
+        record("other-version", &claims_v1),
+        record("other-check", &job_for(&other_check)),
+        record("no-finding-id", &anonymous.to_string()),
+    ]});
+    let app = emu.app(deleting_config());
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(
+        v["batchItemFailures"],
+        json!([]),
+        "all done, none retried: {v}"
+    );
+    assert_eq!(v["totals"]["remediated"], 1);
+    assert_eq!(v["totals"]["skippedByReason"]["unverified_job"], 5, "{v}");
+    assert_eq!(
+        emu.writes(),
+        [
+            "CreatePolicyVersion WS_AUDIT_Genuine",
+            "DeletePolicyVersion WS_AUDIT_Genuine"
+        ]
+    );
+    assert_eq!(
+        emu.count("DescribeAuditFinding"),
+        5,
+        "the job without findingId costs no call"
+    );
+    assert_eq!(
+        emu.count("GetPolicy"),
+        1,
+        "an unverified job reads no policy"
+    );
+    for name in &names[1..] {
+        let policy = format!("WS_AUDIT_{name}");
+        assert_eq!(
+            default_document(&iot, &policy).await,
+            permissive(),
+            "{policy}"
+        );
+    }
+
+    // A finding that cannot be read is no verdict: the job comes back.
+    emu.faults(json!({"operations": {"DescribeAuditFinding": {"error_rate": 1.0}}}));
+    let event = json!({"Records": [record("again", &job(&emu, "WS_AUDIT_Forged", "1"))]});
+    let v = serde_json::to_value(handle(&app, &event, Cutoff::NONE).await.unwrap()).unwrap();
+    assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "again"}]));
+    assert_eq!(v["totals"]["failed"], 1);
+    assert_eq!(
+        default_document(&iot, "WS_AUDIT_Forged").await,
+        permissive()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_a_message_id_fails_the_whole_batch() {
     let emu = Emulator::start();
     let app = emu.app(deleting_config());
-    let mut unnamed = record("x", &job("WS_AUDIT_Gone", "1"));
+    let mut unnamed = record("x", &job(&emu, "WS_AUDIT_Gone", "1"));
     unnamed.as_object_mut().unwrap().remove("messageId");
-    let event = json!({"Records": [record("m1", &job("WS_AUDIT_Gone", "1")), unnamed]});
+    let event = json!({"Records": [record("m1", &job(&emu, "WS_AUDIT_Gone", "1")), unnamed]});
     let err = handle(&app, &event, Cutoff::NONE).await.unwrap_err();
     assert!(matches!(err, InvocationError::UnnamedRecords(1)), "{err}");
 }

@@ -131,7 +131,9 @@ async fn a_job_batch_sends_its_own_batch_message() {
     let iot = emu.client();
     let (topic, inbox) = topic_with_inbox(&emu).await;
     create_policy(&iot, "WS_AUDIT_Job", PERMISSIVE).await;
-    let body = json!({"taskId": TASK, "findingId": "f1", "policyName": "WS_AUDIT_Job", "policyVersionId": "1"});
+    let finding = finding(TASK, "WS_AUDIT_Job", "1");
+    emu.seed_findings(vec![finding.clone()]);
+    let body = json!({"taskId": TASK, "findingId": finding["findingId"], "policyName": "WS_AUDIT_Job", "policyVersionId": "1"});
     let event = json!({"Records": [{
         "messageId": "m1", "receiptHandle": "r", "body": body.to_string(),
         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
