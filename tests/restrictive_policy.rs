@@ -1,9 +1,9 @@
 //! Proves what the shipped restrictive document allows, with a small evaluator of IoT policy
 //! resources: a device may use its own classic and named shadows and nothing of another thing's
-//! nor anything outside them, and the widely copied variant (Subscribe and Receive both on
-//! `topicfilter/`) never receives.
+//! nor anything outside them, in each partition it is rendered for, and the widely copied
+//! variant (Subscribe and Receive both on `topicfilter/`) never receives.
 
-use iot_audit_remediator::domain::RESTRICTIVE_DOCUMENT;
+use iot_audit_remediator::domain::{Partition, RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use serde_json::Value;
 
 /// The workshop policy: `iot:Receive` sits on a `topicfilter/` ARN, where it never matches.
@@ -30,8 +30,8 @@ struct Device<'a> {
     attached: bool,
 }
 
-/// IoT authorises each action against one resource type.
-fn resource_arn(action: &str, name: &str) -> String {
+/// IoT authorises each action against one resource type, in the partition it runs in.
+fn resource_arn(partition: Partition, action: &str, name: &str) -> String {
     let kind = match action {
         "iot:Connect" => "client",
         "iot:Publish" | "iot:RetainPublish" | "iot:Receive" => "topic",
@@ -40,7 +40,7 @@ fn resource_arn(action: &str, name: &str) -> String {
         "iot:GetThingShadow" | "iot:UpdateThingShadow" | "iot:DeleteThingShadow" => "thing",
         other => panic!("no resource type for {other}"),
     };
-    format!("arn:aws:iot:{REGION}:{ACCOUNT}:{kind}/{name}")
+    format!("arn:{partition}:iot:{REGION}:{ACCOUNT}:{kind}/{name}")
 }
 
 fn one_or_many(v: &Value) -> Vec<&str> {
@@ -76,9 +76,20 @@ fn conditions_hold(statement: &Value, device: &Device) -> bool {
     }
 }
 
+/// In the `aws` partition.
 fn allows(document: &str, device: &Device, action: &str, name: &str) -> bool {
+    allows_in(Partition::Aws, document, device, action, name)
+}
+
+fn allows_in(
+    partition: Partition,
+    document: &str,
+    device: &Device,
+    action: &str,
+    name: &str,
+) -> bool {
     let doc: Value = serde_json::from_str(document).unwrap();
-    let arn = resource_arn(action, name);
+    let arn = resource_arn(partition, action, name);
     doc["Statement"].as_array().unwrap().iter().any(|s| {
         s["Effect"] == "Allow"
             && one_or_many(&s["Action"]).contains(&action)
@@ -235,6 +246,35 @@ fn shipped_document_gives_nothing_outside_the_shadow_topics() {
     }
     for client in ["thing-a-1", "other", "*"] {
         assert!(!allows(doc, &A, "iot:Connect", client), "{client}");
+    }
+}
+
+#[test]
+fn each_partition_s_document_grants_the_same_in_its_partition_and_nothing_elsewhere() {
+    let partitions = [Partition::Aws, Partition::AwsCn, Partition::AwsUsGov];
+    for partition in partitions {
+        let rendered = RestrictivePolicy::for_partition(partition).unwrap();
+        let doc = rendered.document();
+        let mut uses = shadow_uses("thing-a");
+        uses.push(("iot:Connect", "thing-a".to_owned()));
+        for (action, name) in &uses {
+            assert!(
+                allows_in(partition, doc, &A, action, name),
+                "{partition}: {action} {name}"
+            );
+            for other in partitions.iter().filter(|&&p| p != partition) {
+                assert!(
+                    !allows_in(*other, doc, &A, action, name),
+                    "the {partition} document in {other}: {action} {name}"
+                );
+            }
+        }
+        for (action, name) in shadow_uses("thing-b") {
+            assert!(
+                !allows_in(partition, doc, &A, action, &name),
+                "{partition}: {action} {name}"
+            );
+        }
     }
 }
 
