@@ -76,6 +76,7 @@ def notifications(url, expected_kind):
 
 def show(url, check):
     iot = client(url)
+    # The demo runs in us-east-1, the aws partition: the function installs the file as it is.
     with open("policies/restrictive-shadow-only.json") as f:
         restrictive = json.load(f)
     states = {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::aws::Operation;
-use crate::domain::AfterCreate;
+use crate::domain::{AfterCreate, Partition};
 
 pub const DEFAULT_PREFIX: &str = "WS_AUDIT_";
 /// Policies worked on at once. Chosen from the benchmark figures in README (Performance).
@@ -55,7 +55,8 @@ pub struct Config {
     /// After a rollback, the restored version's finding is suppressed for this many days;
     /// 0 = no suppression.
     pub rollback_suppression_days: u32,
-    /// The function's own region (`AWS_REGION`, set by Lambda), for notifications.
+    /// The function's own region (`AWS_REGION`, set by Lambda), for notifications and the
+    /// partition of the restrictive document.
     pub region: Option<String>,
     /// The function's log group (`AWS_LAMBDA_LOG_GROUP_NAME`, set by Lambda), where a
     /// notification cut at SNS's size limit points its readers.
@@ -185,6 +186,15 @@ impl Config {
             region: lookup("AWS_REGION").filter(|r| !r.is_empty()),
             log_group: lookup("AWS_LAMBDA_LOG_GROUP_NAME").filter(|g| !g.is_empty()),
         })
+    }
+
+    /// The partition of the function's region, whose ARNs the restrictive document names.
+    /// Without a region, `aws`, the one the document is written for and that of every
+    /// commercial region: Lambda always sets `AWS_REGION`, so only a local run lacks it.
+    pub fn partition(&self) -> Partition {
+        self.region
+            .as_deref()
+            .map_or(Partition::Aws, Partition::of_region)
     }
 
     /// What becomes of a replaced version once the restrictive default is in place.
@@ -347,6 +357,26 @@ mod tests {
         assert_eq!(c.metrics_namespace, "IotAuditRemediator");
         assert_eq!(c.rollback_suppression_days, 30);
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn the_partition_follows_aws_region() {
+        for (region, partition) in [
+            ("cn-north-1", Partition::AwsCn),
+            ("us-gov-west-1", Partition::AwsUsGov),
+            ("eu-west-1", Partition::Aws),
+        ] {
+            assert_eq!(
+                config(&[("AWS_REGION", region)]).unwrap().partition(),
+                partition
+            );
+        }
+        // Unset or empty: the `aws` partition.
+        assert_eq!(config(&[]).unwrap().partition(), Partition::Aws);
+        assert_eq!(
+            config(&[("AWS_REGION", "")]).unwrap().partition(),
+            Partition::Aws
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ async fn main() -> Result<(), Error> {
     // A bad setting or a broken built-in document fails the init, naming the cause.
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let policy = RestrictivePolicy::builtin()
+    let partition = config.partition();
+    if config.region.is_none() {
+        tracing::warn!(%partition, "AWS_REGION is not set: the restrictive document names the aws partition");
+    }
+    let policy = RestrictivePolicy::for_partition(partition)
         .inspect_err(|e| tracing::error!(error = %e, "bad built-in policy document"))?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     tracing::info!(
@@ -30,6 +34,7 @@ async fn main() -> Result<(), Error> {
         api_calls_per_second = config.api_calls_per_second,
         fanout_queue = config.fanout.as_ref().map_or("-", |f| f.queue_url.as_str()),
         fanout_workers = config.fanout.as_ref().map_or(0, |f| f.workers),
+        region = config.region.as_deref().unwrap_or("-"), %partition,
         "configured"
     );
     // Throttled IoT attempts, for the invocation's `Throttled` metric (SPEC §8); the SQS and

@@ -1,8 +1,9 @@
 //! Proves what the shipped restrictive document allows, with a small evaluator of IoT policy
-//! resources: a device may use its own classic shadow and nothing of another thing's, and the
-//! widely copied variant (Subscribe and Receive both on `topicfilter/`) never receives.
+//! resources: a device may use its own classic and named shadows and nothing of another thing's
+//! nor anything outside them, in each partition it is rendered for, and the widely copied
+//! variant (Subscribe and Receive both on `topicfilter/`) never receives.
 
-use iot_audit_remediator::domain::RESTRICTIVE_DOCUMENT;
+use iot_audit_remediator::domain::{Partition, RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use serde_json::Value;
 
 /// The workshop policy: `iot:Receive` sits on a `topicfilter/` ARN, where it never matches.
@@ -29,15 +30,17 @@ struct Device<'a> {
     attached: bool,
 }
 
-/// IoT authorises each action against one resource type.
-fn resource_arn(action: &str, name: &str) -> String {
+/// IoT authorises each action against one resource type, in the partition it runs in.
+fn resource_arn(partition: Partition, action: &str, name: &str) -> String {
     let kind = match action {
         "iot:Connect" => "client",
-        "iot:Publish" | "iot:Receive" => "topic",
+        "iot:Publish" | "iot:RetainPublish" | "iot:Receive" => "topic",
         "iot:Subscribe" => "topicfilter",
+        // The shadow's HTTP API, authorised against the thing.
+        "iot:GetThingShadow" | "iot:UpdateThingShadow" | "iot:DeleteThingShadow" => "thing",
         other => panic!("no resource type for {other}"),
     };
-    format!("arn:aws:iot:{REGION}:{ACCOUNT}:{kind}/{name}")
+    format!("arn:{partition}:iot:{REGION}:{ACCOUNT}:{kind}/{name}")
 }
 
 fn one_or_many(v: &Value) -> Vec<&str> {
@@ -73,9 +76,20 @@ fn conditions_hold(statement: &Value, device: &Device) -> bool {
     }
 }
 
+/// In the `aws` partition.
 fn allows(document: &str, device: &Device, action: &str, name: &str) -> bool {
+    allows_in(Partition::Aws, document, device, action, name)
+}
+
+fn allows_in(
+    partition: Partition,
+    document: &str,
+    device: &Device,
+    action: &str,
+    name: &str,
+) -> bool {
     let doc: Value = serde_json::from_str(document).unwrap();
-    let arn = resource_arn(action, name);
+    let arn = resource_arn(partition, action, name);
     doc["Statement"].as_array().unwrap().iter().any(|s| {
         s["Effect"] == "Allow"
             && one_or_many(&s["Action"]).contains(&action)
@@ -92,6 +106,51 @@ const A: Device = Device {
     attached: true,
 };
 
+/// The topic roots of a thing's shadows: the classic one and two named ones.
+fn shadows(thing: &str) -> [String; 3] {
+    let root = format!("$aws/things/{thing}/shadow");
+    [
+        root.clone(),
+        format!("{root}/name/config"),
+        format!("{root}/name/sensor_1"),
+    ]
+}
+
+/// What a device publishes to a shadow (delete is not granted: see the tests below).
+const REQUESTS: [&str; 2] = ["update", "get"];
+
+/// What the shadow service answers on, to the device.
+const REPLIES: [&str; 9] = [
+    "update/accepted",
+    "update/rejected",
+    "update/delta",
+    "update/documents",
+    "get/accepted",
+    "get/rejected",
+    "delete/accepted",
+    "delete/rejected",
+    // A filter the device may subscribe to for all of them at once.
+    "#",
+];
+
+/// Every (action, name) a device uses on `thing`'s shadows: publish requests, subscribe to and
+/// receive answers.
+fn shadow_uses(thing: &str) -> Vec<(&'static str, String)> {
+    let mut uses = Vec::new();
+    for root in shadows(thing) {
+        for request in REQUESTS {
+            uses.push(("iot:Publish", format!("{root}/{request}")));
+        }
+        for reply in REPLIES {
+            uses.push(("iot:Subscribe", format!("{root}/{reply}")));
+            if reply != "#" {
+                uses.push(("iot:Receive", format!("{root}/{reply}")));
+            }
+        }
+    }
+    uses
+}
+
 fn shadow(thing: &str, rest: &str) -> String {
     format!("$aws/things/{thing}/shadow/{rest}")
 }
@@ -102,77 +161,121 @@ fn evaluator_sanity() {
     assert!(wildcard_match("a*", "a"));
     assert!(!wildcard_match("a*c", "abd"));
     assert!(wildcard_match("*", "anything/at/all"));
+    assert!(wildcard_match("x/*/y", "x/a/b/y"));
+    assert!(!wildcard_match("x/*/y", "x/y"));
 }
 
 #[test]
-fn shipped_document_lets_a_thing_use_its_own_shadow() {
+fn shipped_document_lets_a_thing_use_its_classic_and_named_shadows() {
     let doc = RESTRICTIVE_DOCUMENT;
     assert!(allows(doc, &A, "iot:Connect", "thing-a"));
-    assert!(allows(doc, &A, "iot:Publish", &shadow("thing-a", "update")));
-    assert!(allows(doc, &A, "iot:Publish", &shadow("thing-a", "get")));
-    for reply in [
-        "update/accepted",
-        "update/rejected",
-        "update/delta",
-        "get/accepted",
-        "get/rejected",
-    ] {
-        assert!(
-            allows(doc, &A, "iot:Subscribe", &shadow("thing-a", reply)),
-            "{reply}"
-        );
-        assert!(
-            allows(doc, &A, "iot:Receive", &shadow("thing-a", reply)),
-            "{reply}"
-        );
+    let uses = shadow_uses("thing-a");
+    assert_eq!(uses.len(), 3 * (2 + 9 + 8));
+    for (action, name) in uses {
+        assert!(allows(doc, &A, action, &name), "{action} {name}");
     }
 }
 
 #[test]
 fn shipped_document_gives_nothing_of_another_thing() {
     let doc = RESTRICTIVE_DOCUMENT;
-    assert!(!allows(doc, &A, "iot:Connect", "thing-b"));
-    assert!(!allows(
-        doc,
-        &Device {
-            thing: "thing-a",
-            attached: false
-        },
-        "iot:Connect",
-        "thing-a"
-    ));
-    assert!(!allows(
-        doc,
-        &A,
-        "iot:Publish",
-        &shadow("thing-b", "update")
-    ));
-    assert!(!allows(
-        doc,
-        &A,
-        "iot:Subscribe",
-        &shadow("thing-b", "update/accepted")
-    ));
-    assert!(!allows(
-        doc,
-        &A,
-        "iot:Receive",
-        &shadow("thing-b", "update/accepted")
-    ));
-    assert!(!allows(
-        doc,
-        &A,
-        "iot:Subscribe",
-        "$aws/things/+/shadow/update/accepted"
-    ));
-    assert!(!allows(doc, &A, "iot:Subscribe", "#"));
-    assert!(!allows(
-        doc,
-        &A,
-        "iot:Publish",
-        "$aws/things/thing-a/jobs/get"
-    ));
-    assert!(!allows(doc, &A, "iot:Publish", "telemetry/thing-a"));
+    // Other things, including names that start with A's.
+    for thing in ["thing-b", "thing-ab", "thing-a-2", "+"] {
+        for (action, name) in shadow_uses(thing) {
+            assert!(!allows(doc, &A, action, &name), "{action} {name}");
+        }
+        assert!(!allows(doc, &A, "iot:Connect", thing), "connect as {thing}");
+    }
+    for filter in [
+        "$aws/things/+/shadow/update/accepted",
+        "$aws/things/+/shadow/name/+/update/accepted",
+        "$aws/things/#",
+        "#",
+    ] {
+        assert!(!allows(doc, &A, "iot:Subscribe", filter), "{filter}");
+    }
+    // Not even its own client id without its certificate attached to the thing.
+    let detached = Device {
+        thing: "thing-a",
+        attached: false,
+    };
+    assert!(!allows(doc, &detached, "iot:Connect", "thing-a"));
+}
+
+#[test]
+fn shipped_document_gives_nothing_outside_the_shadow_topics() {
+    let doc = RESTRICTIVE_DOCUMENT;
+    let mut names = vec![
+        "$aws/things/thing-a/jobs/get".to_owned(),
+        "$aws/things/thing-a/jobs/notify".to_owned(),
+        "$aws/things/thing-a/tunnels/notify".to_owned(),
+        "$aws/things/thing-a/defender/metrics/json".to_owned(),
+        "$aws/things/thing-a/shadow".to_owned(),
+        "$aws/things/thing-a/shadowx/update".to_owned(),
+        "$aws/events/presence/connected/thing-a".to_owned(),
+        "$aws/rules/any_rule".to_owned(),
+        "telemetry/thing-a".to_owned(),
+        "thing-a".to_owned(),
+    ];
+    for action in ["iot:Publish", "iot:Subscribe", "iot:Receive"] {
+        for name in &names {
+            assert!(!allows(doc, &A, action, name), "{action} {name}");
+        }
+    }
+    // A's own shadows, beyond update and get: no delete, no answers forged by the device, no
+    // retained messages.
+    names.clear();
+    for root in shadows("thing-a") {
+        names.push(format!("{root}/delete"));
+        names.extend(REPLIES.iter().map(|reply| format!("{root}/{reply}")));
+    }
+    for name in &names {
+        assert!(!allows(doc, &A, "iot:Publish", name), "publish {name}");
+    }
+    for request in REQUESTS {
+        let name = shadow("thing-a", request);
+        assert!(!allows(doc, &A, "iot:RetainPublish", &name), "{name}");
+    }
+    // Nor the shadow's HTTP API, nor a client id other than its thing name.
+    for action in [
+        "iot:GetThingShadow",
+        "iot:UpdateThingShadow",
+        "iot:DeleteThingShadow",
+    ] {
+        assert!(!allows(doc, &A, action, "thing-a"), "{action}");
+    }
+    for client in ["thing-a-1", "other", "*"] {
+        assert!(!allows(doc, &A, "iot:Connect", client), "{client}");
+    }
+}
+
+#[test]
+fn each_partition_s_document_grants_the_same_in_its_partition_and_nothing_elsewhere() {
+    let partitions = [Partition::Aws, Partition::AwsCn, Partition::AwsUsGov];
+    for partition in partitions {
+        let rendered = RestrictivePolicy::for_partition(partition).unwrap();
+        let doc = rendered.document();
+        let mut uses = shadow_uses("thing-a");
+        uses.push(("iot:Connect", "thing-a".to_owned()));
+        for (action, name) in &uses {
+            assert!(
+                allows_in(partition, doc, &A, action, name),
+                "{partition}: {action} {name}"
+            );
+            for other in partitions.iter().filter(|&&p| p != partition) {
+                assert!(
+                    !allows_in(*other, doc, &A, action, name),
+                    "the {partition} document in {other}: {action} {name}"
+                );
+            }
+        }
+        for (action, name) in shadow_uses("thing-b") {
+            assert!(
+                !allows_in(partition, doc, &A, action, &name),
+                "{partition}: {action} {name}"
+            );
+        }
+    }
 }
 
 #[test]

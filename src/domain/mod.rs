@@ -1,11 +1,13 @@
 //! Pure code only: no AWS SDK, no tokio, no I/O. What the messages on the topic and the queue
 //! are, which findings are in scope, every decision for one policy, version-id arithmetic, the
-//! job codec and the restrictive document. Everything here is plain data in, plain data out.
+//! job codec, partitions and the restrictive document. Everything here is plain data in, plain
+//! data out.
 
 mod decide;
 mod finding;
 mod job;
 mod message;
+mod partition;
 mod restrictive;
 mod rollback;
 mod screen;
@@ -21,6 +23,7 @@ pub use decide::{
 pub use finding::{Finding, PolicyVersionRef, Target, IOT_POLICY};
 pub use job::{Job, JobError};
 pub use message::*;
+pub use partition::Partition;
 pub use restrictive::{DocumentError, RestrictivePolicy, MAX_DOCUMENT_CHARS, RESTRICTIVE_DOCUMENT};
 pub use rollback::{
     civil_date, decide_rollback, parse_rollback, restorable, suppression_description,

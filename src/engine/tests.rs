@@ -38,7 +38,8 @@ fn fleet(documents: &[&str], default: u64) -> Fleet {
 }
 
 fn on_fake(iot: FakeIot, config: Config) -> Arc<App<FakeIot>> {
-    Arc::new(App::new(iot, config, RestrictivePolicy::builtin().unwrap()))
+    let restrictive = RestrictivePolicy::for_partition(config.partition()).unwrap();
+    Arc::new(App::new(iot, config, restrictive))
 }
 
 fn target(version: &str) -> Target {

@@ -69,7 +69,12 @@ impl Emulator {
     /// The real SDK client pointed at the emulator, with the function's retry policy; the
     /// backoff is shortened so fault tests do not sleep for seconds.
     pub fn client(&self) -> Client {
-        Client::from_conf(self.client_config().build())
+        self.client_in("us-east-1")
+    }
+
+    /// As [`Emulator::client`], in `region` (moto keeps each region's policies apart).
+    pub fn client_in(&self, region: &str) -> Client {
+        Client::from_conf(self.client_config(region).build())
     }
 
     /// As [`Emulator::client`], with short timeouts so stall tests run in seconds.
@@ -79,13 +84,17 @@ impl Emulator {
             .operation_attempt_timeout(attempt)
             .operation_timeout(operation)
             .build();
-        Client::from_conf(self.client_config().timeout_config(timeouts).build())
+        Client::from_conf(
+            self.client_config("us-east-1")
+                .timeout_config(timeouts)
+                .build(),
+        )
     }
 
-    fn client_config(&self) -> aws_sdk_iot::config::Builder {
+    fn client_config(&self, region: &str) -> aws_sdk_iot::config::Builder {
         let config = aws_sdk_iot::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(&self.url)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
         with_call_policy(config).retry_config(

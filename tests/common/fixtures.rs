@@ -56,14 +56,12 @@ pub fn fanout_config(url: &str, workers: u32) -> Config {
     }
 }
 
-/// The application as production wires it (paced as `config` says), on these clients: the
-/// one builder every test uses.
+/// The application as production wires it (paced as `config` says, the restrictive document
+/// rendered for the partition of `config.region`), on these clients: the one builder every
+/// test uses.
 pub fn app_on(clients: SdkClients, config: Config) -> Arc<App<SdkIot>> {
-    Arc::new(App::on_sdk(
-        clients,
-        config,
-        RestrictivePolicy::builtin().unwrap(),
-    ))
+    let restrictive = RestrictivePolicy::for_partition(config.partition()).unwrap();
+    Arc::new(App::on_sdk(clients, config, restrictive))
 }
 
 fn clients(iot: Client) -> SdkClients {
