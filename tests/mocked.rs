@@ -866,3 +866,66 @@ mod fanout {
         assert_eq!(error.num_calls(), SEND_ROUNDS as usize * 3);
     }
 }
+
+/// A job batch of one job (`finding-<policy>` names the finding).
+fn job_event(policy: &str) -> Value {
+    let body = serde_json::json!({"taskId": TASK, "findingId": format!("finding-{policy}"),
+        "policyName": policy, "policyVersionId": "1"});
+    serde_json::json!({"Records": [{"messageId": "m1", "receiptHandle": "r",
+        "body": body.to_string(), "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs", "awsRegion": "us-east-1"}]})
+}
+
+async fn run_jobs(client: Client, policy: &str) -> Value {
+    let app = app(client, deleting_config());
+    let response = iot_audit_remediator::entry::handle(&app, &job_event(policy), Cutoff::NONE)
+        .await
+        .unwrap();
+    serde_json::to_value(response).unwrap()
+}
+
+/// The job's `DescribeAuditFinding` goes through the SDK's retries like every call; an unknown
+/// finding id (404) is a verdict, not a failure: the job is done with no policy call.
+#[tokio::test]
+async fn a_jobs_finding_is_read_through_the_sdks_retries_and_a_404_is_a_verdict() {
+    use aws_sdk_iot::operation::describe_audit_finding::{
+        DescribeAuditFindingError, DescribeAuditFindingOutput,
+    };
+    let describe = mock!(Client::describe_audit_finding)
+        .sequence()
+        .error(|| {
+            DescribeAuditFindingError::ThrottlingException(
+                ThrottlingException::builder()
+                    .meta(meta("ThrottlingException"))
+                    .build(),
+            )
+        })
+        .output(|| {
+            DescribeAuditFindingOutput::builder()
+                .finding(finding("WS_AUDIT_j", "1"))
+                .build()
+        })
+        .build();
+    let (get, create) = (permissive_policies(), create_ok("2"));
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let delete = delete_recording(&deleted);
+    let v = run_jobs(client(&[&describe, &get, &create, &delete]), "WS_AUDIT_j").await;
+    assert_eq!(describe.num_calls(), 2);
+    assert_eq!(v["totals"]["remediated"], 1, "{v}");
+    assert_eq!(v["batchItemFailures"], serde_json::json!([]));
+
+    let unknown = mock!(Client::describe_audit_finding).then_error(|| {
+        DescribeAuditFindingError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .meta(meta("ResourceNotFoundException"))
+                .build(),
+        )
+    });
+    let get = permissive_policies();
+    let v = run_jobs(client(&[&unknown, &get]), "WS_AUDIT_j").await;
+    assert_eq!(unknown.num_calls(), 1, "not retried");
+    assert_eq!(get.num_calls(), 0);
+    assert_eq!(v["totals"]["skippedByReason"]["unverified_job"], 1, "{v}");
+    assert_eq!(v["batchItemFailures"], serde_json::json!([]));
+}

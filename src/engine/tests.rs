@@ -603,3 +603,59 @@ async fn a_policy_never_remediated_is_neither_restored_nor_suppressed() {
     assert!(app.iot.writes().is_empty());
     assert!(app.iot.fleet().suppressions.is_empty());
 }
+
+/// A fleet with the policy and, when `backed`, the finding `f-1` naming its version 1.
+fn job_fleet(backed: bool) -> Fleet {
+    let mut fleet = fleet(&[PERMISSIVE], 1);
+    if backed {
+        let finding = crate::domain::Finding {
+            finding_id: Some("f-1".into()),
+            resource_type: Some(crate::domain::IOT_POLICY.into()),
+            policy: Some(target("1").policy),
+            is_suppressed: false,
+        };
+        let described = crate::domain::DescribedFinding {
+            check_name: Some(crate::domain::OVERLY_PERMISSIVE_CHECK.into()),
+            finding,
+        };
+        fleet.findings.insert("f-1".into(), described);
+    }
+    fleet
+}
+
+#[tokio::test]
+async fn a_job_its_finding_backs_is_remediated() {
+    let app = on_fake(FakeIot::new(job_fleet(true)), config(true, false));
+    let report = remediate_job(&app, target("1")).await;
+    assert_eq!(report.outcome, Outcome::Remediated);
+    assert_eq!(
+        app.iot.calls()[0],
+        (Operation::DescribeAuditFinding, "-".into())
+    );
+    assert_eq!(state(&app), vec![(1, false, false), (2, true, true)]);
+}
+
+#[tokio::test]
+async fn an_unbacked_job_costs_one_read_and_writes_nothing() {
+    let unverified = Outcome::Skipped {
+        reason: SkipReason::UnverifiedJob,
+    };
+    let app = on_fake(FakeIot::new(job_fleet(false)), config(true, false));
+    assert_eq!(remediate_job(&app, target("1")).await.outcome, unverified);
+    assert_eq!(
+        app.iot.calls(),
+        vec![(Operation::DescribeAuditFinding, "-".into())]
+    );
+    let anonymous = Target {
+        finding_id: None,
+        ..target("1")
+    };
+    assert_eq!(remediate_job(&app, anonymous).await.outcome, unverified);
+    assert_eq!(app.iot.calls().len(), 1, "no findingId: no call at all");
+    // A read that fails is no verdict: the job fails, so that it comes back.
+    let app = on_fake(FakeIot::new(job_fleet(true)), config(true, false));
+    app.iot
+        .fail_next(Operation::DescribeAuditFinding, IotErrorKind::Other);
+    assert!(failed(&remediate_job(&app, target("1")).await).contains("DescribeAuditFinding"));
+    assert!(app.iot.writes().is_empty());
+}
