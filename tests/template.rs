@@ -3,7 +3,11 @@
 //! `template.yaml` and the standalone `policies/remediator-iam-policy.json`. Also holds the
 //! template's environment to the variables `src/config.rs` reads, with the same defaults, and
 //! what it tells people (SPEC §8) to the spec: the encrypted notification topic, the e-mail
-//! subscription's filter, the alarms and whom they notify.
+//! subscription's filter, the alarms and whom they notify. And who may send what to the
+//! function (SPEC §10): the audit topic's and the queues' policies, evaluated for each kind of
+//! deployment by a small evaluator of the statement forms they use; the function's own role
+//! with no managed policy, logging only to its own, retained, log group; the dead-letter queue
+//! of its subscription; the Device Defender roles' confused-deputy conditions.
 //!
 //! `cfn-lint` and `sam validate --lint` (scripts/lint-template.sh) check the template's shape;
 //! neither catches a misspelled or extra IAM action, which is what these tests are for.
@@ -28,6 +32,7 @@ use yaml_serde::Value;
 /// the resource type `policy`.
 const UNSCOPED_ACTIONS: &[&str] = &[
     "iot:ListAuditFindings",
+    "iot:DescribeAuditFinding",
     "iot:ListAuditSuppressions",
     "iot:DescribeAuditSuppression",
     "iot:CreateAuditSuppression",
@@ -36,20 +41,27 @@ const UNSCOPED_ACTIONS: &[&str] = &[
 /// The resource of every other IoT action: the policies whose name has the prefix the code uses.
 const POLICY_ARN: &str =
     "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:policy/${TargetPolicyPrefix}*";
-/// What writing logs needs, besides the IoT actions.
-const LOGGING_ACTIONS: &[&str] = &[
-    "logs:CreateLogGroup",
-    "logs:CreateLogStream",
-    "logs:PutLogEvents",
-];
+/// What writing logs needs, besides the IoT actions: no `logs:CreateLogGroup`, the stack (or,
+/// without SAM, the operator) creates the group.
+const LOGGING_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+/// The only resource the logging actions may be granted on: the function's own log group.
+const LOG_GROUP_ARN: &str = "!GetAtt RemediatorLogGroup.Arn";
+/// The same, in the standalone policy's placeholders.
+const STANDALONE_LOG_GROUP_ARN: &str =
+    "arn:aws:logs:REGION:ACCOUNT_ID:log-group:/aws/lambda/FUNCTION_NAME:*";
+/// The function's role, and the one policy attached to it from outside (its logging).
+const FUNCTION_ROLE: &str = "RemediatorRole";
+const LOGGING_POLICY: &str = "RemediatorLogging";
 /// What Lambda's event source mapping needs from the function's role to deliver SQS messages.
 const SQS_POLLER_ACTIONS: &[&str] = &[
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
 ];
-/// The only resource SQS actions may be granted on.
+/// The only resource the SQS poller's actions may be granted on; `sqs:SendMessage` is granted
+/// on it and on the on-failure destination.
 const JOB_QUEUE_ARN: &str = "!GetAtt JobQueue.Arn";
+const FAILURE_QUEUE_ARN: &str = "!GetAtt FailureQueue.Arn";
 /// The notification topic: the only resource `sns:Publish` may be granted on.
 const NOTIFICATION_TOPIC: &str = "NotificationTopic";
 /// The standalone policy's notification topic, in placeholders.
@@ -59,8 +71,6 @@ const SQS_OPERATIONS: &[(&str, &str)] = &[
     ("send_message_batch", "sqs:SendMessage"),
     ("publish", "sns:Publish"),
 ];
-/// The managed policy SAM attaches by default: exactly the three logging actions.
-const BASIC_EXECUTION_POLICY: &str = "AWSLambdaBasicExecutionRole";
 /// The environment the function reads, and the template parameter that feeds each.
 const ENV_PARAMETERS: &[(&str, &str)] = &[
     ("TARGET_POLICY_PREFIX", "TargetPolicyPrefix"),
@@ -85,6 +95,8 @@ const LAMBDA_PROVIDED_VARIABLES: &[&str] = &["AWS_REGION", "AWS_LAMBDA_LOG_GROUP
 const FAN_OUT_RESOURCES: &[&str] = &[
     "JobQueue",
     "JobDeadLetterQueue",
+    "JobQueuePolicy",
+    "JobDeadLetterQueuePolicy",
     "JobEventSourceMapping",
     "JobDeadLetterQueueAlarm",
     "JobsFailedAlarm",
@@ -227,41 +239,104 @@ fn statements(document: &Value) -> Vec<&Value> {
     statements
 }
 
-/// The grants of the function's role: the inline documents of its `Policies`. Managed policies
-/// must be the basic execution role (logging only); SAM policy templates, `Role` (a role from
-/// elsewhere) and anything that is not a plain policy document are refused.
+/// The grants of the function's role: the inline documents of [`FUNCTION_ROLE`] and of the
+/// one `AWS::IAM::RolePolicy` attached to it, [`LOGGING_POLICY`]. The function takes that role
+/// (no SAM `Policies`, so no SAM-made role with the managed basic execution policy, whose
+/// logging is on every log group of the account); the role has no managed policy at all.
 fn function_grants(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let props = &function(template)["Properties"];
+    assert_eq!(
+        resource_text(&props["Role"]),
+        format!("!GetAtt {FUNCTION_ROLE}.Arn"),
+        "RemediatorFunction must take the stack's {FUNCTION_ROLE}"
+    );
     assert!(
-        props.get("Role").is_none(),
-        "RemediatorFunction must get its role from Policies, not a Role of its own"
+        props.get("Policies").is_none(),
+        "no SAM Policies: they are ignored next to Role"
     );
     assert!(
         template["Globals"]["Function"].get("Policies").is_none()
             && template["Globals"]["Function"].get("Role").is_none(),
-        "permissions must be on the function, not in Globals"
+        "permissions must be on the function's role, not in Globals"
     );
-    let policies = props["Policies"]
-        .as_sequence()
-        .expect("RemediatorFunction has a Policies list");
-    let mut documents = Vec::new();
-    for policy in policies {
-        match policy {
-            Value::String(managed) => assert!(
-                managed == BASIC_EXECUTION_POLICY
-                    || managed.ends_with(&format!(":policy/service-role/{BASIC_EXECUTION_POLICY}")),
-                "unexpected managed policy {managed}"
-            ),
-            Value::Mapping(_) if policy.get("Statement").is_some() => documents.push(policy),
-            other => panic!("only plain policy documents are allowed in Policies: {other:?}"),
-        }
+    let role = &template["Resources"][FUNCTION_ROLE];
+    assert_eq!(role["Type"].as_str(), Some("AWS::IAM::Role"));
+    assert!(role.get("Condition").is_none(), "the role always exists");
+    let role = &role["Properties"];
+    for key in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        assert!(
+            role.get(key).is_none(),
+            "{FUNCTION_ROLE}: no {key}; every grant is in the template"
+        );
     }
-    assert!(
-        props.get("ManagedPolicyArns").is_none(),
-        "ManagedPolicyArns widens the role beyond Policies"
+    assert_eq!(
+        trusted_services(&role["AssumeRolePolicyDocument"]),
+        ["lambda.amazonaws.com"],
+        "{FUNCTION_ROLE} trusts only Lambda"
     );
+    let mut documents: Vec<&Value> = one_or_many(&role["Policies"])
+        .into_iter()
+        .map(|p| &p["PolicyDocument"])
+        .collect();
+    let attached = policies_attached_to(template, FUNCTION_ROLE);
+    assert_eq!(
+        attached.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        [LOGGING_POLICY],
+        "the one policy attached to {FUNCTION_ROLE} from outside it"
+    );
+    documents.extend(attached.into_iter().map(|(_, document)| document));
     let all: Vec<&Value> = documents.into_iter().flat_map(statements).collect();
     grants(&all)
+}
+
+/// The `AWS::IAM::RolePolicy` resources attached to a role of the template, by name, with their
+/// documents.
+fn policies_attached_to<'a>(template: &'a Value, role: &str) -> Vec<(&'a str, &'a Value)> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::IAM::RolePolicy"))
+        .filter(|(_, r)| is_ref(&r["Properties"]["RoleName"], role))
+        .map(|(n, r)| {
+            (
+                n.as_str().unwrap_or_default(),
+                &r["Properties"]["PolicyDocument"],
+            )
+        })
+        .collect()
+}
+
+/// The services a trust policy lets assume the role, each statement `sts:AssumeRole` for one
+/// service (no AWS principal, no `*`).
+fn trusted_services(document: &Value) -> Vec<&str> {
+    statements(document)
+        .into_iter()
+        .flat_map(|statement| {
+            assert_eq!(plain(&statement["Effect"]), Some("Allow"), "{statement:?}");
+            assert_eq!(plain(&statement["Action"]), Some("sts:AssumeRole"));
+            let principal = statement["Principal"]
+                .as_mapping()
+                .unwrap_or_else(|| panic!("a principal map: {statement:?}"));
+            assert_eq!(
+                principal.len(),
+                1,
+                "only a Service principal: {statement:?}"
+            );
+            one_or_many(&statement["Principal"]["Service"])
+                .into_iter()
+                .map(|s| plain(s).expect("a service name"))
+        })
+        .collect()
+}
+
+/// Each action with the same resources, as [`grants`] returns them.
+fn granted_on(actions: &[&str], resources: &[&str]) -> Vec<(String, BTreeSet<String>)> {
+    let resources: BTreeSet<String> = resources.iter().map(|r| r.to_string()).collect();
+    actions
+        .iter()
+        .map(|a| (a.to_string(), resources.clone()))
+        .collect()
 }
 
 fn iot_only(grants: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
@@ -352,72 +427,46 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
         expected_iot_actions(),
         "the role's IoT actions differ from iot_audit_remediator::aws::IOT_ACTIONS"
     );
-
     let scoped = format!("!Sub {POLICY_ARN}");
-    let topic = format!("!Ref {NOTIFICATION_TOPIC}");
-    for (action, resources) in &grants {
-        if UNSCOPED_ACTIONS.contains(&action.as_str()) {
-            assert_eq!(
-                resources,
-                &BTreeSet::from(["*".to_owned()]),
-                "{action} has no resource type: granted on * and nothing else"
-            );
-        } else if action.starts_with("iot:") {
-            assert_eq!(
-                resources,
-                &BTreeSet::from([scoped.clone()]),
-                "{action} must be scoped to exactly {POLICY_ARN}"
-            );
-        } else if action.starts_with("sqs:") {
-            assert_eq!(
-                resources,
-                &BTreeSet::from([JOB_QUEUE_ARN.to_owned()]),
-                "{action} must be granted on the job queue only"
-            );
-        } else if action.starts_with("sns:") {
-            assert!(
-                SNS_ACTIONS.contains(&action.as_str()),
-                "{action}: the function only publishes"
-            );
-            assert_eq!(
-                resources,
-                &BTreeSet::from([topic.clone()]),
-                "{action} must be granted on the notification topic only"
-            );
+    for (action, resources) in iot_only(&grants) {
+        let expected = if UNSCOPED_ACTIONS.contains(&action.as_str()) {
+            "*"
         } else {
-            assert!(
-                LOGGING_ACTIONS.contains(&action.as_str()),
-                "{action} is neither an IoT action of the code nor needed for logging"
-            );
-        }
+            scoped.as_str()
+        };
+        assert_eq!(
+            resources,
+            BTreeSet::from([expected.to_owned()]),
+            "{action}: on {expected} and nothing else (* only for the actions without a resource type)"
+        );
     }
-    let sqs_actions: BTreeSet<&str> = grants
-        .keys()
-        .map(String::as_str)
-        .filter(|a| a.starts_with("sqs:"))
-        .collect();
-    let needed: BTreeSet<&str> = SQS_ACTIONS
-        .iter()
-        .chain(SQS_POLLER_ACTIONS)
-        .copied()
+}
+
+/// Besides IoT: the code's SQS and SNS calls and the mapping's polling, each on its one queue or
+/// topic; logging on the function's own log group only; nothing else (no KMS: the notification
+/// key's policy covers publishing through SNS).
+#[test]
+fn function_role_grants_the_rest_on_its_own_resources_only() {
+    let grants = function_grants(&template());
+    let topic = format!("!Ref {NOTIFICATION_TOPIC}");
+    let expected: BTreeMap<String, BTreeSet<String>> = [
+        granted_on(SQS_ACTIONS, &[JOB_QUEUE_ARN, FAILURE_QUEUE_ARN]),
+        granted_on(SQS_POLLER_ACTIONS, &[JOB_QUEUE_ARN]),
+        granted_on(SNS_ACTIONS, &[&topic]),
+        granted_on(LOGGING_ACTIONS, &[LOG_GROUP_ARN]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let rest: BTreeMap<String, BTreeSet<String>> = grants
+        .into_iter()
+        .filter(|(action, _)| !action.starts_with("iot:"))
         .collect();
     assert_eq!(
-        sqs_actions, needed,
-        "the code's SQS calls and the mapping's polling"
-    );
-    let sns_actions: BTreeSet<&str> = grants
-        .keys()
-        .map(String::as_str)
-        .filter(|a| a.starts_with("sns:"))
-        .collect();
-    assert_eq!(
-        sns_actions,
-        SNS_ACTIONS.iter().copied().collect(),
-        "notifications"
-    );
-    assert!(
-        grants.keys().all(|a| !a.starts_with("kms:")),
-        "no KMS permission: the notification key's policy covers publishing through SNS"
+        rest, expected,
+        "sqs:SendMessage on the job queue (SendMessageBatch) and the on-failure destination, the \
+         mapping's polling on the job queue, sns:Publish on the notification topic, writing logs \
+         to the function's own log group; nothing else"
     );
 }
 
@@ -684,9 +733,11 @@ fn template_deploys_the_function_as_specified() {
 }
 
 /// The other roles of the stack are Device Defender's (audit, publishing to the topic): they
-/// trust only IoT and may publish to SNS; no statement anywhere passes roles or touches S3. No
-/// topic policy or KMS grant widens who may publish, and the one KMS key (the notification
-/// topic's) is usable by this account's principals only through SNS and by its alarms.
+/// trust only IoT and may publish to SNS (and, the publishing one, use the stack's key for an
+/// encrypted audit topic); no statement anywhere passes roles or touches S3. No policy resource
+/// widens a role, and the resource policies allow nobody anything but SNS delivering to the
+/// subscription's dead-letter queue (their denials are held by the tests of SPEC §10 below). The
+/// one KMS key is usable by this account's principals only through SNS and by its alarms.
 #[test]
 fn template_has_no_other_grants() {
     let template = template();
@@ -701,55 +752,48 @@ fn template_has_no_other_grants() {
                     | "AWS::IAM::ManagedPolicy"
                     | "AWS::Serverless::Connector"
                     | "AWS::IAM::User"
-                    | "AWS::SNS::TopicPolicy"
                     | "AWS::KMS::Grant"
             ),
             "{name}: {kind} could widen a role"
         );
-        if kind == "AWS::KMS::Key" {
-            assert_eq!(name, "NotificationKey", "the only KMS key");
-            assert_eq!(
-                without_sids(to_json(&resource["Properties"]["KeyPolicy"])),
-                notification_key_policy(),
-                "{name}'s key policy"
-            );
-        }
-        if kind == "AWS::IAM::Role" {
-            let props = &resource["Properties"];
-            for statement in statements(&props["AssumeRolePolicyDocument"]) {
-                let service = one_or_many(&statement["Principal"]["Service"]);
+        match kind {
+            "AWS::IAM::RolePolicy" => assert_eq!(
+                (name, resource_text(&resource["Properties"]["RoleName"])),
+                (LOGGING_POLICY, format!("!Ref {FUNCTION_ROLE}")),
+                "the only attached policy: the function's logging"
+            ),
+            "AWS::SNS::TopicPolicy" | "AWS::SQS::QueuePolicy" => {
+                for statement in statements(&resource["Properties"]["PolicyDocument"]) {
+                    if plain(&statement["Effect"]) == Some("Allow") {
+                        assert_eq!(
+                            to_json(&statement["Principal"]),
+                            serde_json::json!({ "Service": "sns.amazonaws.com" }),
+                            "{name} allows only SNS (delivering to a dead-letter queue)"
+                        );
+                    }
+                }
+            }
+            "AWS::KMS::Key" => {
+                assert_eq!(name, "NotificationKey", "the only KMS key");
                 assert_eq!(
-                    service
-                        .iter()
-                        .copied()
-                        .filter_map(plain)
-                        .collect::<Vec<_>>(),
-                    ["iot.amazonaws.com"],
-                    "{name} trusts only AWS IoT"
+                    without_sids(to_json(&resource["Properties"]["KeyPolicy"])),
+                    notification_key_policy(),
+                    "{name}'s key policy"
                 );
             }
-            for managed in one_or_many(&props["ManagedPolicyArns"]) {
-                let text = resource_text(managed);
-                assert!(
-                    text.ends_with(":iam::aws:policy/service-role/AWSIoTDeviceDefenderAudit"),
-                    "{name}: unexpected managed policy {text}"
-                );
+            "AWS::IAM::Role" if name != FUNCTION_ROLE => {
+                device_defender_role(name, &resource["Properties"])
             }
-            let documents = one_or_many(&props["Policies"]);
-            let all: Vec<&Value> = documents
-                .into_iter()
-                .flat_map(|p| statements(&p["PolicyDocument"]))
-                .collect();
-            let actions: BTreeSet<String> = grants(&all).into_keys().collect();
-            assert!(
-                actions.iter().all(|a| a == "sns:Publish"),
-                "{name} may only publish to the audit topic: {actions:?}"
-            );
+            _ => {}
         }
     }
 
+    no_pass_role_and_no_s3(&template);
+}
+
+fn no_pass_role_and_no_s3(template: &Value) {
     let mut strings = Vec::new();
-    collect_strings(&template, &mut strings);
+    collect_strings(template, &mut strings);
     for s in strings {
         let lower = s.to_ascii_lowercase();
         assert!(
@@ -760,6 +804,44 @@ fn template_has_no_other_grants() {
             !lower.starts_with("s3:"),
             "an S3 action in template.yaml: {s}"
         );
+    }
+}
+
+/// A Device Defender role: trusts only IoT; the audit role has the managed audit policy alone,
+/// the publishing role publishes, and for an encrypted audit topic uses the stack's key.
+fn device_defender_role(name: &str, props: &Value) {
+    assert_eq!(
+        trusted_services(&props["AssumeRolePolicyDocument"]),
+        ["iot.amazonaws.com"],
+        "{name} trusts only AWS IoT"
+    );
+    for managed in one_or_many(&props["ManagedPolicyArns"]) {
+        let text = resource_text(managed);
+        assert!(
+            text.ends_with(":iam::aws:policy/service-role/AWSIoTDeviceDefenderAudit"),
+            "{name}: unexpected managed policy {text}"
+        );
+    }
+    let all: Vec<&Value> = one_or_many(&props["Policies"])
+        .into_iter()
+        .flat_map(|p| statements(&p["PolicyDocument"]))
+        .collect();
+    let key = "!GetAtt NotificationKey.Arn".to_owned();
+    for (action, resources) in grants(&all) {
+        if action.starts_with("kms:") {
+            assert!(
+                name == "AuditPublishRole"
+                    && ["kms:GenerateDataKey*", "kms:Decrypt"].contains(&action.as_str())
+                    && resources == BTreeSet::from([key.clone()]),
+                "{name}: {action} on {resources:?}: only the publishing role, only to encrypt \
+                 with the stack's key"
+            );
+        } else {
+            assert_eq!(
+                action, "sns:Publish",
+                "{name} may only publish to the audit topic"
+            );
+        }
     }
 }
 
@@ -827,7 +909,8 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 /// `policies/remediator-iam-policy.json` is the template's role for a deployment without SAM:
 /// the same IoT actions on the same resources, with placeholders in place of the pseudo
 /// parameters and the default prefix in place of the parameter; `sns:Publish` on the
-/// notification topic (a placeholder ARN); logging besides.
+/// notification topic (a placeholder ARN); writing logs to the function's log group besides
+/// (which the operator creates, as the stack does).
 #[test]
 fn standalone_iam_policy_matches_the_template_role() {
     let json: serde_json::Value =
@@ -874,12 +957,11 @@ fn standalone_iam_policy_matches_the_template_role() {
             LOGGING_ACTIONS.contains(&action.as_str()),
             "{action} is not needed"
         );
-        for resource in resources {
-            assert!(
-                resource.starts_with("arn:aws:logs:REGION:ACCOUNT_ID:"),
-                "{action} on {resource}: use the REGION and ACCOUNT_ID placeholders"
-            );
-        }
+        assert_eq!(
+            resources,
+            &BTreeSet::from([STANDALONE_LOG_GROUP_ARN.to_owned()]),
+            "{action}: the function's own log group only, as placeholders"
+        );
     }
     let logging: BTreeSet<&str> = standalone
         .keys()
@@ -1399,5 +1481,738 @@ fn alarms_watch_failed_and_deferred_and_always_notify_a_topic() {
     );
     for (watch, names) in &watched {
         assert_eq!(names.len(), 1, "{watch:?} watched twice: {names:?}");
+    }
+}
+
+// --- SPEC §10: who may send what to the function ---
+
+/// The function's role as the evaluator spells it, and principals that must be refused.
+const FUNCTION_ROLE_ARN: &str = "getatt:RemediatorRole.Arn";
+const STACK_PUBLISHER_ARN: &str = "getatt:AuditPublishRole.Arn";
+const OPERATOR_ARN: &str = "arn:aws:iam::123456789012:role/queue-operator";
+const PUBLISHER_ARN: &str = "arn:aws:iam::123456789012:role/device-defender-publisher";
+const STRANGER_ARN: &str = "arn:aws:iam::123456789012:role/anyone-else";
+const OWN_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:dd-audits";
+
+/// Parameters given to a deployment, by name.
+type Overrides<'a> = &'a [(&'a str, &'a str)];
+
+/// One deployment of the template: its parameters (the defaults, some overridden), the
+/// conditions they make true, and values resolved as CloudFormation would: `Fn::If` by those
+/// conditions, `AWS::NoValue` dropped, a parameter's `Ref` replaced by its value. What stays
+/// symbolic is spelled `ref:<resource or pseudo parameter>`, `getatt:<resource>.<attribute>`
+/// and `sub:<pattern>`. Any other function is refused, so that nothing passes unread.
+struct Deployment {
+    template: serde_json::Value,
+    parameters: BTreeMap<String, String>,
+}
+
+impl Deployment {
+    fn new(overrides: Overrides) -> Self {
+        let template = to_json(&template());
+        let mut parameters: BTreeMap<String, String> = template["Parameters"]
+            .as_object()
+            .expect("Parameters")
+            .iter()
+            .map(|(name, p)| (name.clone(), json_text(&p["Default"])))
+            .collect();
+        for (name, value) in overrides {
+            assert!(parameters.contains_key(*name), "no parameter {name}");
+            parameters.insert(name.to_string(), value.to_string());
+        }
+        Self {
+            template,
+            parameters,
+        }
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let expression = &self.template["Conditions"][name];
+        assert!(!expression.is_null(), "no condition {name}");
+        self.truth(expression)
+    }
+
+    fn truth(&self, expression: &serde_json::Value) -> bool {
+        let (function, argument) = intrinsic(expression)
+            .unwrap_or_else(|| panic!("not a condition function: {expression}"));
+        let arguments = || argument.as_array().expect("a list of arguments");
+        match function {
+            "Fn::Equals" => {
+                let [a, b] = &arguments()[..] else {
+                    panic!("Fn::Equals takes two: {argument}")
+                };
+                self.resolve(a) == self.resolve(b)
+            }
+            "Fn::Not" => !self.truth(&arguments()[0]),
+            "Fn::And" => arguments().iter().all(|a| self.truth(a)),
+            "Fn::Or" => arguments().iter().any(|a| self.truth(a)),
+            "Condition" | "Fn::Condition" => self.condition(argument.as_str().expect("a name")),
+            other => panic!("{other}: not understood in a condition"),
+        }
+    }
+
+    /// `None` for `AWS::NoValue` (dropped from the list or mapping that holds it).
+    fn resolve(&self, value: &serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        if let Some((function, argument)) = intrinsic(value) {
+            return self.function(function, argument);
+        }
+        Some(match value {
+            J::Array(items) => J::Array(items.iter().filter_map(|i| self.resolve(i)).collect()),
+            J::Object(map) => J::Object(
+                map.iter()
+                    .filter_map(|(k, v)| self.resolve(v).map(|v| (k.clone(), v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn function(&self, function: &str, argument: &serde_json::Value) -> Option<serde_json::Value> {
+        let text = || {
+            argument
+                .as_str()
+                .unwrap_or_else(|| panic!("{function}: {argument}"))
+        };
+        match function {
+            "Ref" if text() == "AWS::NoValue" => None,
+            "Ref" => Some(match self.parameters.get(text()) {
+                Some(value) => value.clone().into(),
+                None => format!("ref:{}", text()).into(),
+            }),
+            "Fn::GetAtt" => Some(format!("getatt:{}", text()).into()),
+            "Fn::Sub" => Some(format!("sub:{}", text()).into()),
+            "Fn::If" => {
+                let [condition, yes, no] = &argument.as_array().expect("Fn::If's list")[..] else {
+                    panic!("Fn::If takes three: {argument}")
+                };
+                let condition = condition.as_str().expect("a condition name");
+                self.resolve(if self.condition(condition) { yes } else { no })
+            }
+            other => panic!("{other}: not understood by this evaluator"),
+        }
+    }
+
+    /// A resource as deployed; `None` when its condition is false.
+    fn resource(&self, name: &str) -> Option<serde_json::Value> {
+        let resource = &self.template["Resources"][name];
+        assert!(!resource.is_null(), "no resource {name}");
+        match resource["Condition"].as_str() {
+            Some(condition) if !self.condition(condition) => None,
+            _ => self.resolve(resource),
+        }
+    }
+
+    /// The resources of a type that this deployment has, by name.
+    fn resources_of_type(&self, kind: &str) -> BTreeMap<String, serde_json::Value> {
+        let names = self.template["Resources"].as_object().expect("Resources");
+        names
+            .iter()
+            .filter(|(_, r)| r["Type"] == kind)
+            .filter_map(|(name, _)| Some((name.clone(), self.resource(name)?)))
+            .collect()
+    }
+
+    /// Each queue's policy document: exactly one policy per queue, naming only that queue, in
+    /// every statement.
+    fn queue_policies(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut documents = BTreeMap::new();
+        for (name, policy) in self.resources_of_type("AWS::SQS::QueuePolicy") {
+            let props = &policy["Properties"];
+            let queues: Vec<&str> = json_list(&props["Queues"]);
+            let [queue] = queues[..] else {
+                panic!("{name}: one queue per policy: {queues:?}")
+            };
+            let queue = queue.strip_prefix("ref:").expect("!Ref <queue>").to_owned();
+            statements_on(
+                &props["PolicyDocument"],
+                &format!("getatt:{queue}.Arn"),
+                &name,
+            );
+            let earlier = documents.insert(queue.clone(), props["PolicyDocument"].clone());
+            assert!(earlier.is_none(), "two policies on {queue}");
+        }
+        documents
+    }
+}
+
+/// `{"Ref": x}` or `{"Fn::...": x}` (or a condition's `{"Condition": x}`) as (function, argument).
+fn intrinsic(value: &serde_json::Value) -> Option<(&str, &serde_json::Value)> {
+    let map = value.as_object().filter(|m| m.len() == 1)?;
+    let (key, argument) = map.iter().next()?;
+    (key == "Ref" || key == "Condition" || key.starts_with("Fn::")).then_some((key, argument))
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// One string or a list of them.
+fn json_list(value: &serde_json::Value) -> Vec<&str> {
+    let items = match value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("a string: {v}")))
+        .collect()
+}
+
+/// Every statement of a resource policy names exactly its own resource.
+fn statements_on(document: &serde_json::Value, resource: &str, name: &str) {
+    assert_eq!(document["Version"], "2012-10-17", "{name}");
+    let statements = document["Statement"].as_array().expect("statements");
+    assert!(!statements.is_empty(), "{name}: no statements");
+    for statement in statements {
+        assert_eq!(
+            json_list(&statement["Resource"]),
+            [resource],
+            "{name}: every statement is about {resource} alone"
+        );
+    }
+}
+
+/// Who calls, as a resource policy sees it: a role (its ARN is `aws:PrincipalArn`) or a service.
+#[derive(Clone, Copy, Debug)]
+enum Caller<'a> {
+    Role(&'a str),
+    Service(&'a str),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Request<'a> {
+    action: &'a str,
+    caller: Caller<'a>,
+    secure_transport: bool,
+    source_arn: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// Over TLS, with no source ARN: the usual call of a role.
+    fn by(caller: Caller<'a>, action: &'a str) -> Self {
+        Self {
+            action,
+            caller,
+            secure_transport: true,
+            source_arn: None,
+        }
+    }
+
+    fn without_tls(self) -> Self {
+        Self {
+            secure_transport: false,
+            ..self
+        }
+    }
+}
+
+/// What a resource policy says to a request: an explicit deny, an allow, or nothing (then only
+/// the caller's own IAM policies decide, inside the resource's account).
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Denied,
+    Allowed,
+    Silent,
+}
+
+fn verdict(document: &serde_json::Value, request: Request) -> Verdict {
+    let effects: Vec<&str> = document["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|statement| applies(statement, request))
+        .map(|statement| statement["Effect"].as_str().expect("an Effect"))
+        .collect();
+    if effects.contains(&"Deny") {
+        Verdict::Denied
+    } else if effects.contains(&"Allow") {
+        Verdict::Allowed
+    } else {
+        Verdict::Silent
+    }
+}
+
+fn applies(statement: &serde_json::Value, request: Request) -> bool {
+    let keys = statement.as_object().expect("a statement");
+    for key in keys.keys() {
+        assert!(
+            [
+                "Sid",
+                "Effect",
+                "Principal",
+                "Action",
+                "Resource",
+                "Condition"
+            ]
+            .contains(&key.as_str()),
+            "{key}: not understood by this evaluator"
+        );
+    }
+    principal_matches(&statement["Principal"], request.caller)
+        && json_list(&statement["Action"])
+            .into_iter()
+            .any(|pattern| action_matches(pattern, request.action))
+        && statement["Condition"]
+            .as_object()
+            .is_none_or(|condition| conditions_hold(condition, request))
+}
+
+fn principal_matches(principal: &serde_json::Value, caller: Caller) -> bool {
+    if principal == "*" {
+        return true;
+    }
+    let principal = principal.as_object().expect("a principal");
+    principal.iter().any(|(kind, names)| {
+        let names = json_list(names);
+        match (kind.as_str(), caller) {
+            ("AWS", Caller::Role(arn)) | ("Service", Caller::Service(arn)) => names.contains(&arn),
+            ("AWS" | "Service", _) => false,
+            (other, _) => panic!("principal {other}: not understood"),
+        }
+    })
+}
+
+/// An action, or `service:*`; no other wildcard is understood.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    match pattern.strip_suffix(":*") {
+        Some(service) => action.split(':').next() == Some(service),
+        None => {
+            assert!(!pattern.contains('*'), "{pattern}: not understood");
+            pattern.eq_ignore_ascii_case(action)
+        }
+    }
+}
+
+fn conditions_hold(
+    condition: &serde_json::Map<String, serde_json::Value>,
+    request: Request,
+) -> bool {
+    condition.iter().all(|(operator, tests)| {
+        let tests = tests.as_object().expect("condition keys");
+        tests.iter().all(|(key, values)| {
+            let actual = match (key.as_str(), request.caller) {
+                ("aws:SecureTransport", _) => Some(request.secure_transport.to_string()),
+                ("aws:PrincipalArn", Caller::Role(arn)) => Some(arn.to_owned()),
+                ("aws:PrincipalArn", Caller::Service(_)) => None,
+                ("aws:SourceArn", _) => request.source_arn.map(str::to_owned),
+                (other, _) => panic!("condition key {other}: not understood"),
+            };
+            let values = json_list(values);
+            assert!(
+                values.iter().all(|v| !v.contains(['*', '?'])),
+                "wildcards are not understood: {values:?}"
+            );
+            let equal = actual.is_some_and(|a| values.contains(&a.as_str()));
+            match operator.as_str() {
+                "Bool" | "StringEquals" | "ArnEquals" => equal,
+                // A negated operator holds for a request without the key.
+                "StringNotEquals" | "ArnNotEquals" => !equal,
+                other => panic!("{other}: not understood"),
+            }
+        })
+    })
+}
+
+/// The evaluator itself: a deny on a condition, an allow for one service and source, negated
+/// operators holding for a request without the key; anything it does not know is refused.
+#[test]
+fn the_policy_evaluator_reads_the_forms_it_is_given() {
+    let document = serde_json::json!({ "Statement": [
+        { "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "q",
+          "Condition": { "ArnNotEquals": { "aws:PrincipalArn": ["a", "b"] } } },
+        { "Effect": "Allow", "Principal": { "Service": "sns.amazonaws.com" },
+          "Action": "sqs:SendMessage", "Resource": "q",
+          "Condition": { "ArnEquals": { "aws:SourceArn": "t" } } },
+        { "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "q",
+          "Condition": { "Bool": { "aws:SecureTransport": "false" } } }
+    ] });
+    let send = |caller| Request::by(caller, "sqs:SendMessage");
+    assert_eq!(verdict(&document, send(Caller::Role("a"))), Verdict::Silent);
+    assert_eq!(verdict(&document, send(Caller::Role("b"))), Verdict::Silent);
+    assert_eq!(verdict(&document, send(Caller::Role("c"))), Verdict::Denied);
+    assert_eq!(
+        verdict(&document, send(Caller::Role("a")).without_tls()),
+        Verdict::Denied
+    );
+    assert_eq!(
+        verdict(
+            &document,
+            Request::by(Caller::Role("c"), "sqs:ReceiveMessage")
+        ),
+        Verdict::Silent
+    );
+    let sns = Caller::Service("sns.amazonaws.com");
+    let from = |topic| Request {
+        source_arn: Some(topic),
+        ..send(sns)
+    };
+    // A service has no aws:PrincipalArn: the first statement denies it.
+    assert_eq!(verdict(&document, from("t")), Verdict::Denied);
+    let without_first =
+        serde_json::json!({ "Statement": document["Statement"].as_array().unwrap()[1..] });
+    assert_eq!(verdict(&without_first, from("t")), Verdict::Allowed);
+    assert_eq!(verdict(&without_first, from("u")), Verdict::Silent);
+    let unknown = serde_json::json!({ "Statement": [
+        { "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "q",
+          "Condition": { "IpAddress": { "aws:SourceIp": "10.0.0.0/8" } } }
+    ] });
+    let refused = std::panic::catch_unwind(|| verdict(&unknown, send(Caller::Role("a"))));
+    assert!(
+        refused.is_err(),
+        "an unknown condition must not pass as true or false"
+    );
+}
+
+/// Every queue of the stack, in every shape of it, has its one policy, and it refuses any
+/// request without TLS, even the function's.
+#[test]
+fn every_queue_refuses_requests_without_tls() {
+    for overrides in [&[][..], &[("FanOut", "false")]] {
+        let deployment = Deployment::new(overrides);
+        let queues: BTreeSet<String> = deployment
+            .resources_of_type("AWS::SQS::Queue")
+            .into_keys()
+            .collect();
+        let policies = deployment.queue_policies();
+        assert_eq!(
+            policies.keys().cloned().collect::<BTreeSet<_>>(),
+            queues,
+            "{overrides:?}: a policy on each queue"
+        );
+        for (queue, document) in &policies {
+            for action in ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:PurgeQueue"] {
+                let request = Request::by(Caller::Role(FUNCTION_ROLE_ARN), action);
+                assert_eq!(
+                    verdict(document, request.without_tls()),
+                    Verdict::Denied,
+                    "{queue}: {action} without TLS"
+                );
+            }
+        }
+    }
+}
+
+/// SPEC §10: the job queue takes `SendMessage` only from the function's role, and from the
+/// operator role when one is given (moving jobs back from the dead-letter queue); the queue
+/// policy grants nothing itself (the role's own grant lets it send), and the mapping still
+/// polls. The dead-letter queue refuses nothing over TLS (SQS moves failed jobs there itself).
+#[test]
+fn job_queue_takes_jobs_only_from_the_function_and_the_operator() {
+    for operator in ["", OPERATOR_ARN] {
+        let deployment = Deployment::new(&[("JobQueueOperatorRoleArn", operator)]);
+        let policies = deployment.queue_policies();
+        let jobs = &policies["JobQueue"];
+        let send = |arn| verdict(jobs, Request::by(Caller::Role(arn), "sqs:SendMessage"));
+        assert_eq!(
+            send(FUNCTION_ROLE_ARN),
+            Verdict::Silent,
+            "the function sends"
+        );
+        let operator_may = if operator.is_empty() {
+            Verdict::Denied
+        } else {
+            Verdict::Silent
+        };
+        assert_eq!(send(OPERATOR_ARN), operator_may, "operator {operator:?}");
+        assert_eq!(send(STRANGER_ARN), Verdict::Denied, "anyone else");
+        let service = Request::by(Caller::Service("sns.amazonaws.com"), "sqs:SendMessage");
+        assert_eq!(verdict(jobs, service), Verdict::Denied, "a service");
+        for action in SQS_POLLER_ACTIONS {
+            let poll = Request::by(Caller::Role(FUNCTION_ROLE_ARN), action);
+            assert_eq!(
+                verdict(jobs, poll),
+                Verdict::Silent,
+                "the mapping's {action}"
+            );
+        }
+        let dead = &policies["JobDeadLetterQueue"];
+        let send = Request::by(Caller::Role(STRANGER_ARN), "sqs:SendMessage");
+        assert_eq!(verdict(dead, send), Verdict::Silent, "nothing but TLS");
+    }
+    let inline = Deployment::new(&[("FanOut", "false")]);
+    assert!(inline.resource("JobQueuePolicy").is_none());
+    let parameter = &inline.template["Parameters"]["JobQueueOperatorRoleArn"];
+    assert_eq!(parameter["Default"], "", "no operator unless one is named");
+}
+
+/// SPEC §10: the audit topic the stack creates accepts publishes only from Device Defender's
+/// publishing role: the stack's own with ConfigureAuditNotifications, else the one given in
+/// AuditPublisherRoleArn; nobody's when neither; TLS only. Its policy allows nobody anything.
+/// A topic passed in is the owner's to lock (docs/deploy.md): the stack puts no policy on it.
+#[test]
+fn audit_topic_takes_publishes_only_from_device_defenders_role() {
+    let cases: [(Overrides, Option<&str>); 4] = [
+        (&[], None),
+        (
+            &[("ConfigureAuditNotifications", "true")],
+            Some(STACK_PUBLISHER_ARN),
+        ),
+        (
+            &[
+                ("ConfigureAuditNotifications", "true"),
+                ("AuditPublisherRoleArn", PUBLISHER_ARN),
+            ],
+            Some(STACK_PUBLISHER_ARN),
+        ),
+        (
+            &[("AuditPublisherRoleArn", PUBLISHER_ARN)],
+            Some(PUBLISHER_ARN),
+        ),
+    ];
+    for (overrides, publisher) in cases {
+        let deployment = Deployment::new(overrides);
+        let policy = deployment
+            .resource("AuditTopicPolicy")
+            .expect("a topic policy");
+        let props = &policy["Properties"];
+        assert_eq!(json_list(&props["Topics"]), ["ref:AuditTopic"]);
+        let document = &props["PolicyDocument"];
+        statements_on(document, "ref:AuditTopic", "AuditTopicPolicy");
+        for caller in [
+            STACK_PUBLISHER_ARN,
+            PUBLISHER_ARN,
+            FUNCTION_ROLE_ARN,
+            STRANGER_ARN,
+        ] {
+            let publish = Request::by(Caller::Role(caller), "sns:Publish");
+            let expected = if Some(caller) == publisher {
+                Verdict::Silent
+            } else {
+                Verdict::Denied
+            };
+            assert_eq!(
+                verdict(document, publish),
+                expected,
+                "{overrides:?}: {caller}"
+            );
+            assert_eq!(
+                verdict(document, publish.without_tls()),
+                Verdict::Denied,
+                "{overrides:?}: {caller} without TLS"
+            );
+        }
+    }
+    let passed_in = Deployment::new(&[("AuditTopicArn", OWN_TOPIC_ARN)]);
+    assert!(passed_in.resource("AuditTopic").is_none());
+    assert!(passed_in.resource("AuditTopicPolicy").is_none());
+}
+
+/// The function's SNS subscription keeps what SNS could not deliver: a redrive policy to a
+/// queue that exists whatever the parameters, encrypted, that only SNS may fill and only from
+/// the audit topic (no role of the account either: what is there is replayed by hand), with an
+/// alarm on it.
+#[test]
+fn audit_subscription_has_a_dead_letter_queue_only_the_audit_topic_fills() {
+    for (overrides, topic) in [
+        (&[][..], "ref:AuditTopic"),
+        (&[("AuditTopicArn", OWN_TOPIC_ARN)][..], OWN_TOPIC_ARN),
+    ] {
+        let deployment = Deployment::new(overrides);
+        let queue = &subscription_dead_letter_queue(&deployment, topic);
+        let resource = deployment.resource(queue).expect("the queue always exists");
+        assert_eq!(resource["Type"], "AWS::SQS::Queue");
+        assert_eq!(resource["Properties"]["SqsManagedSseEnabled"], true);
+
+        let policies = deployment.queue_policies();
+        let document = &policies[queue];
+        let sns = Caller::Service("sns.amazonaws.com");
+        let from = |source| Request {
+            source_arn: Some(source),
+            ..Request::by(sns, "sqs:SendMessage")
+        };
+        assert_eq!(
+            verdict(document, from(topic)),
+            Verdict::Allowed,
+            "{overrides:?}"
+        );
+        assert_eq!(
+            verdict(document, from("ref:NotificationTopic")),
+            Verdict::Denied
+        );
+        assert_eq!(
+            verdict(document, from(topic).without_tls()),
+            Verdict::Denied
+        );
+        for role in [STRANGER_ARN, FUNCTION_ROLE_ARN] {
+            let send = Request::by(Caller::Role(role), "sqs:SendMessage");
+            assert_eq!(verdict(document, send), Verdict::Denied, "{role}");
+        }
+
+        let alarms = deployment.resources_of_type("AWS::CloudWatch::Alarm");
+        let watched = format!("getatt:{queue}.QueueName");
+        assert!(
+            alarms
+                .values()
+                .any(|a| a["Properties"]["Dimensions"][0]["Value"] == watched.as_str()),
+            "an alarm on {queue}"
+        );
+    }
+}
+
+/// The queue the function's SNS subscription (to `topic`) sends what it cannot deliver to.
+fn subscription_dead_letter_queue(deployment: &Deployment, topic: &str) -> String {
+    let function = deployment.resource("RemediatorFunction").expect("function");
+    let events = function["Properties"]["Events"]
+        .as_object()
+        .expect("Events");
+    let sns: Vec<_> = events.values().filter(|e| e["Type"] == "SNS").collect();
+    let [event] = sns[..] else {
+        panic!("one SNS event: {sns:?}")
+    };
+    assert_eq!(event["Properties"]["Topic"], topic);
+    let target = json_text(&event["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]);
+    target
+        .strip_prefix("getatt:")
+        .and_then(|t| t.strip_suffix(".Arn"))
+        .unwrap_or_else(|| panic!("deadLetterTargetArn must be !GetAtt <queue>.Arn: {target}"))
+        .to_owned()
+}
+
+/// The log group Lambda writes the function's logs to (its default name, no other configured)
+/// is the stack's, with a retention, and is kept when the stack is deleted or the group
+/// replaced: with KeepReplacedVersion=false it holds the only copy of a replaced document. The
+/// role writes only there (function_role_grants_the_rest_on_its_own_resources_only), and no
+/// job is delivered before that grant exists.
+#[test]
+fn function_logs_to_its_own_retained_log_group() {
+    let template = template();
+    let group = &template["Resources"]["RemediatorLogGroup"];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+        assert_eq!(plain(&group[policy]), Some("Retain"), "{policy}");
+    }
+    assert_eq!(
+        resource_text(&group["Properties"]["LogGroupName"]),
+        "!Sub /aws/lambda/${RemediatorFunction}",
+        "the group Lambda writes the function's logs to by default"
+    );
+    assert!(scalar(&group["Properties"]["RetentionInDays"]).is_some());
+    let logging = &function(&template)["Properties"]["LoggingConfig"];
+    assert!(
+        logging.get("LogGroup").is_none(),
+        "no other log group: the notification names the function from its default group"
+    );
+    let mapping = &template["Resources"]["JobEventSourceMapping"];
+    assert_eq!(plain(&mapping["DependsOn"]), Some(LOGGING_POLICY));
+}
+
+/// Confused deputy: both Device Defender roles may be assumed by AWS IoT only for this
+/// account's audit configuration in this region (Device Defender's guide: the source ARN of the
+/// audit configuration's roles is the account's IoT ARN with an empty resource). docs/deploy.md
+/// shows the same trust policy for wiring Device Defender by hand.
+#[test]
+fn device_defender_roles_trust_only_this_accounts_audit_configuration() {
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "iot.amazonaws.com" },
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } },
+                "ArnEquals": {
+                    "aws:SourceArn": { "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:" }
+                }
+            }
+        }]
+    });
+    let template = template();
+    for role in ["AuditRole", "AuditPublishRole"] {
+        let document = &template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"];
+        assert_eq!(to_json(document), trust, "{role}");
+    }
+    let by_hand = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "iot.amazonaws.com" },
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": { "aws:SourceAccount": "ACCOUNT_ID" },
+                "ArnEquals": { "aws:SourceArn": "arn:aws:iot:REGION:ACCOUNT_ID:" }
+            }
+        }]
+    });
+    let shown = json_blocks(&read("docs/deploy.md"));
+    assert!(
+        shown.contains(&by_hand),
+        "docs/deploy.md must show the publishing role's trust policy, in placeholders: {by_hand:#}"
+    );
+}
+
+/// The fenced `json` blocks of a Markdown text that parse as JSON.
+fn json_blocks(markdown: &str) -> Vec<serde_json::Value> {
+    markdown
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter_map(|block| serde_json::from_str(block).ok())
+        .collect()
+}
+
+/// EncryptAuditTopic: the audit topic the stack creates is encrypted with the stack's key and the
+/// stack's publishing role may use that key; otherwise, or for a topic passed in, neither.
+#[test]
+fn audit_topic_encryption_is_optional_and_its_publisher_may_use_the_key() {
+    let configured = ("ConfigureAuditNotifications", "true");
+    for (overrides, encrypted) in [
+        (&[configured][..], false),
+        (&[configured, ("EncryptAuditTopic", "true")][..], true),
+        (
+            &[
+                configured,
+                ("EncryptAuditTopic", "true"),
+                ("AuditTopicArn", OWN_TOPIC_ARN),
+            ][..],
+            false,
+        ),
+    ] {
+        let deployment = Deployment::new(overrides);
+        if let Some(topic) = deployment.resource("AuditTopic") {
+            let key = &topic["Properties"]["KmsMasterKeyId"];
+            let expected = if encrypted {
+                serde_json::json!("ref:NotificationKey")
+            } else {
+                serde_json::Value::Null
+            };
+            assert_eq!(key, &expected, "{overrides:?}");
+        }
+        let role = deployment.resource("AuditPublishRole").expect("configured");
+        let statements: Vec<&serde_json::Value> = role["Properties"]["Policies"]
+            .as_array()
+            .expect("Policies")
+            .iter()
+            .flat_map(|p| {
+                p["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .expect("statements")
+            })
+            .collect();
+        let kms: Vec<(Vec<&str>, Vec<&str>)> = statements
+            .iter()
+            .filter(|s| {
+                json_list(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("kms:"))
+            })
+            .map(|s| (json_list(&s["Action"]), json_list(&s["Resource"])))
+            .collect();
+        let expected = if encrypted {
+            vec![(
+                vec!["kms:GenerateDataKey*", "kms:Decrypt"],
+                vec!["getatt:NotificationKey.Arn"],
+            )]
+        } else {
+            vec![]
+        };
+        assert_eq!(
+            kms, expected,
+            "{overrides:?}: the publishing role's KMS grant"
+        );
     }
 }
