@@ -1,6 +1,6 @@
 .PHONY: setup demo test
 
-# Install the pinned test tooling (moto server, cargo-lambda, SAM CLI, cfn-lint) into .venv*.
+# Install the pinned test tooling (moto server, cargo-lambda, SAM CLI, cfn-lint, the analysers) into .venv*.
 setup:
 	scripts/setup.sh
 

@@ -3,6 +3,8 @@
 #   .venv      moto server and cargo-lambda (requirements/emulator.txt)
 #   .venv-sam  aws-sam-cli and cfn-lint (requirements/sam.txt), kept apart because
 #              aws-sam-cli's pins can clash with moto's
+#   .venv-lint checkov, parliament and cfn-lint's serverless rules (requirements/lint.txt),
+#              apart again: checkov's boto3 pin clashes with aws-sam-cli's
 #   cargo-deny (cargo install, pinned)
 # Usage: scripts/setup.sh          everything (the test suite)
 #        scripts/setup.sh demo     only .venv (the demo)
@@ -29,6 +31,7 @@ install_venv() {
 install_venv .venv requirements/emulator.txt
 [ "${1:-}" = demo ] && exit 0
 install_venv .venv-sam requirements/sam.txt
+install_venv .venv-lint requirements/lint.txt
 
 # cargo-deny for the supply-chain checks (a crates.io build, about 4.5 min the first time).
 CARGO_DENY_VERSION=0.20.2

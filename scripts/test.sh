@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lints, the emulator's own tests, the template checks, the function run
+# The whole test suite: lints, the emulator's own tests, the template checks and analysers, the function run
 # through cargo lambda, and every cargo test (unit, mocked SDK, end to end against the emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,8 @@ if [ -x scripts/lint-template.sh ]; then
   echo "== template lint"
   scripts/lint-template.sh
 fi
+echo "== analysers (checkov, cfn-lint serverless rules, parliament)"
+scripts/analyse.sh
 echo "== through the Lambda runtime (cargo lambda watch + invoke)"
 scripts/demo.sh --check
 echo "== cargo test"
