@@ -87,8 +87,6 @@ pub enum Conflict {
     SlotBecameDefault(String),
     #[error("the replaced version {0} is the default again: another writer changed the policy")]
     ReplacedIsDefaultAgain(String),
-    #[error("at the version limit again after freeing a slot: another writer took it")]
-    SlotTaken,
 }
 
 /// How a [`Conflict`] ends, judged on the policy as a second `GetPolicy` shows it (SPEC §5).

@@ -25,12 +25,14 @@ struct Done {
     replaced_document: Option<String>,
 }
 
-/// Why the install stopped part way: an error from IoT, or an answer that showed another
-/// writer at work (settled by reading the policy again).
+/// Why the install stopped part way.
 #[derive(Debug)]
 enum Interrupted {
+    /// An error from IoT: the policy is `failed`.
     Iot(IotError),
-    Conflict(Conflict),
+    /// An answer that showed another writer at work: the policy's error, unless the policy,
+    /// read again, turns out remediated by that writer.
+    Conflict(IotError),
 }
 
 impl From<IotError> for Interrupted {
@@ -114,7 +116,7 @@ async fn settle<P: Iot>(
     app: &App<P>,
     flagged: &PolicyVersionRef,
     after: AfterCreate,
-    conflict: Conflict,
+    conflict: IotError,
     done: &mut Done,
 ) -> Result<Outcome, IotError> {
     let name = flagged.policy_name.as_str();
@@ -128,7 +130,7 @@ async fn settle<P: Iot>(
                 reason: SkipReason::AlreadyRemediated,
             })
         }
-        ConflictEnd::Stands => Err(conflict_error(conflict)),
+        ConflictEnd::Stands => Err(conflict),
     }
 }
 
@@ -170,7 +172,7 @@ async fn install<P: Iot>(
     match after {
         AfterCreate::DeleteReplaced => {
             let deleted = app.iot.delete_policy_version(name, replaced).await?;
-            match replaced_deleted(deleted, replaced).map_err(Interrupted::Conflict)? {
+            match replaced_deleted(deleted, replaced).map_err(conflict)? {
                 ReplacedDelete::Deleted => done.deleted.push(replaced.to_owned()),
                 ReplacedDelete::OtherRunWasHere => others_created = true,
             }
@@ -203,14 +205,14 @@ async fn create_default<P: Iot>(
         }
         Err(e) if e.kind == IotErrorKind::VersionsLimit => {
             let versions = app.iot.list_policy_versions(name).await?;
-            let oldest = slot_to_free(&versions, replaced).map_err(Interrupted::Conflict)?;
+            let oldest = slot_to_free(&versions, replaced).map_err(conflict)?;
             let deleted = app.iot.delete_policy_version(name, oldest).await?;
-            if slot_freed(deleted, oldest).map_err(Interrupted::Conflict)? {
+            if slot_freed(deleted, oldest).map_err(conflict)? {
                 done.deleted.push(oldest.to_owned());
             }
             let created = match app.iot.create_default_version(name, document).await {
                 Err(e) if e.kind == IotErrorKind::VersionsLimit => {
-                    return Err(Interrupted::Conflict(Conflict::SlotTaken))
+                    return Err(Interrupted::Conflict(e))
                 }
                 other => other?,
             };
@@ -264,8 +266,9 @@ async fn blast_radius<P: Iot>(app: &App<P>, name: &str) -> Option<Targets> {
     }
 }
 
-/// A conflict that stands fails the policy, named after the call whose answer showed it.
-fn conflict_error(c: Conflict) -> IotError {
+/// A conflict, as the error it fails the policy with unless settled: named after the call whose
+/// answer showed it.
+fn conflict(c: Conflict) -> Interrupted {
     let operation = match c {
         Conflict::ReplacedNoLongerDefault(_) | Conflict::NoSlotToFree => {
             Operation::ListPolicyVersions
@@ -273,7 +276,6 @@ fn conflict_error(c: Conflict) -> IotError {
         Conflict::SlotBecameDefault(_) | Conflict::ReplacedIsDefaultAgain(_) => {
             Operation::DeletePolicyVersion
         }
-        Conflict::SlotTaken => Operation::CreatePolicyVersion,
     };
-    IotError::unexpected(operation, c.to_string())
+    Interrupted::Conflict(IotError::unexpected(operation, c.to_string()))
 }

@@ -196,9 +196,9 @@ async fn at_the_limit_a_slot_taken_again_is_a_failure() {
     });
     let app = on_fake(iot, config(false, false));
     let report = run(&app, "5").await;
-    assert_eq!(
-        failed(&report),
-        "CreatePolicyVersion: at the version limit again after freeing a slot: another writer took it"
+    assert!(
+        failed(&report).starts_with("CreatePolicyVersion:"),
+        "{report:?}"
     );
     // What was done before the failure is in the report.
     assert_eq!(report.deleted_version_ids, ids(&["1"]));
