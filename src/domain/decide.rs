@@ -74,8 +74,9 @@ pub enum Deleted {
     InUse,
 }
 
-/// The policy changed under the run in a way that no rule here may guess past: the policy is
-/// `failed`, and Lambda's retry decides again from a fresh read.
+/// The policy changed under the run in a way that no rule here may guess past. The policy is
+/// read again ([`conflict_end`]): unless the restrictive document is in force by then, the
+/// policy is `failed`, and Lambda's retry decides again from a fresh read.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Conflict {
     #[error("at the version limit and version {0} is no longer the default: the policy changed during remediation")]
@@ -86,6 +87,32 @@ pub enum Conflict {
     SlotBecameDefault(String),
     #[error("the replaced version {0} is the default again: another writer changed the policy")]
     ReplacedIsDefaultAgain(String),
+}
+
+/// How a [`Conflict`] ends, judged on the policy as a second `GetPolicy` shows it (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConflictEnd {
+    /// The restrictive document is the default: a concurrent run (another delivery of the same
+    /// event) got there first. The policy is already remediated; finish as that path does,
+    /// `leftover` as in [`Decision::AlreadyRemediated`].
+    LostRace { leftover: Option<String> },
+    /// Anything else (another document in force, the policy gone): the conflict is real.
+    Stands,
+}
+
+/// The same rules as [`decide`] on the fresh read: only the state it calls already remediated
+/// ends the conflict; remediating again would only race the other writer once more.
+pub fn conflict_end(
+    flagged: &PolicyVersionRef,
+    state: Option<&PolicyState>,
+    after: AfterCreate,
+) -> ConflictEnd {
+    match decide(flagged, state, after) {
+        Decision::AlreadyRemediated { leftover } => ConflictEnd::LostRace { leftover },
+        Decision::Skip(_) | Decision::RestrictiveFlagged | Decision::Remediate { .. } => {
+            ConflictEnd::Stands
+        }
+    }
 }
 
 /// The already-remediated path: the flagged version to delete, if the decision named one and it
@@ -225,6 +252,29 @@ pub(super) mod tests {
             decide(&flagged("02"), Some(&state("2", true)), DELETE),
             Decision::RestrictiveFlagged
         );
+    }
+
+    #[test]
+    fn a_conflict_ends_well_only_when_the_restrictive_document_is_in_force() {
+        // Another run's restrictive version 5 is the default.
+        assert_eq!(
+            conflict_end(&flagged("1"), Some(&state("5", true)), DELETE),
+            ConflictEnd::LostRace {
+                leftover: Some("1".into())
+            }
+        );
+        assert_eq!(
+            conflict_end(&flagged("1"), Some(&state("5", true)), KEEP),
+            ConflictEnd::LostRace { leftover: None }
+        );
+        // Another document in force, the flagged one in force again, the policy gone.
+        for fresh in [Some(state("5", false)), Some(state("1", false)), None] {
+            assert_eq!(
+                conflict_end(&flagged("1"), fresh.as_ref(), KEEP),
+                ConflictEnd::Stands,
+                "{fresh:?}"
+            );
+        }
     }
 
     #[test]

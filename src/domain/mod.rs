@@ -17,8 +17,8 @@ mod verify;
 mod versions;
 
 pub use decide::{
-    decide, leftover_to_delete, replaced_deleted, slot_freed, slot_to_free, AfterCreate, Conflict,
-    Decision, Deleted, PolicyState, ReplacedDelete,
+    conflict_end, decide, leftover_to_delete, replaced_deleted, slot_freed, slot_to_free,
+    AfterCreate, Conflict, ConflictEnd, Decision, Deleted, PolicyState, ReplacedDelete,
 };
 pub use finding::{Finding, PolicyVersionRef, Target, IOT_POLICY};
 pub use job::{Job, JobError};

@@ -2,11 +2,11 @@
 //! decision out, and build the finding's report from what was done. The decisions themselves
 //! are in [`crate::domain`]; the calls go through the [`Iot`] port.
 
-use crate::aws::{Iot, IotError, IotErrorKind, Operation, Targets};
+use crate::aws::{Iot, IotError, IotErrorKind, Operation, PolicyDefault, Targets};
 use crate::domain::{
-    decide, duplicate_candidates, leftover_to_delete, others_created_since, replaced_deleted,
-    slot_freed, slot_to_free, AfterCreate, Conflict, Decision, Deleted, PolicyState,
-    PolicyVersionRef, ReplacedDelete, SkipReason, Target, VersionInfo,
+    conflict_end, decide, duplicate_candidates, leftover_to_delete, others_created_since,
+    replaced_deleted, slot_freed, slot_to_free, AfterCreate, Conflict, ConflictEnd, Decision,
+    Deleted, PolicyState, PolicyVersionRef, ReplacedDelete, SkipReason, Target, VersionInfo,
 };
 use crate::report::{FindingReport, Outcome};
 
@@ -23,6 +23,22 @@ struct Done {
     would_delete: Vec<String>,
     kept: Option<String>,
     replaced_document: Option<String>,
+}
+
+/// Why the install stopped part way.
+#[derive(Debug)]
+enum Interrupted {
+    /// An error from IoT: the policy is `failed`.
+    Iot(IotError),
+    /// An answer that showed another writer at work: the policy's error, unless the policy,
+    /// read again, turns out remediated by that writer.
+    Conflict(IotError),
+}
+
+impl From<IotError> for Interrupted {
+    fn from(e: IotError) -> Self {
+        Self::Iot(e)
+    }
 }
 
 /// Reads the policy, decides, and carries the decision out. Never fails: an error becomes the
@@ -55,10 +71,7 @@ async fn carry_out<P: Iot>(
 ) -> Result<Outcome, IotError> {
     let name = flagged.policy_name.as_str();
     let current = app.iot.get_policy(name).await?;
-    let state = current.as_ref().map(|p| PolicyState {
-        default_version_id: p.default_version_id.clone(),
-        default_is_restrictive: app.restrictive.matches(&p.document),
-    });
+    let state = current.as_ref().map(|p| policy_state(app, p));
     done.default_version_id = state.as_ref().map(|s| s.default_version_id.clone());
     let skipped = |reason| Outcome::Skipped { reason };
     match decide(flagged, state.as_ref(), app.config.after_create()) {
@@ -79,9 +92,45 @@ async fn carry_out<P: Iot>(
                 done.targets = blast_radius(app, name).await;
                 return Ok(Outcome::WouldRemediate);
             }
-            install(app, name, &replaced, after, done).await?;
-            Ok(Outcome::Remediated)
+            match install(app, name, &replaced, after, done).await {
+                Ok(()) => Ok(Outcome::Remediated),
+                Err(Interrupted::Iot(e)) => Err(e),
+                Err(Interrupted::Conflict(c)) => settle(app, flagged, after, c, done).await,
+            }
         }
+    }
+}
+
+fn policy_state<P: Iot>(app: &App<P>, policy: &PolicyDefault) -> PolicyState {
+    PolicyState {
+        default_version_id: policy.default_version_id.clone(),
+        default_is_restrictive: app.restrictive.matches(&policy.document),
+    }
+}
+
+/// A conflict met while installing: one more `GetPolicy` tells a lost race (another delivery
+/// of the event put the restrictive document in force) from a real conflict (SPEC §5). The
+/// loser finishes as the already-remediated path does, duplicates tidied; a real conflict
+/// fails the policy.
+async fn settle<P: Iot>(
+    app: &App<P>,
+    flagged: &PolicyVersionRef,
+    after: AfterCreate,
+    conflict: IotError,
+    done: &mut Done,
+) -> Result<Outcome, IotError> {
+    let name = flagged.policy_name.as_str();
+    let current = app.iot.get_policy(name).await?;
+    let state = current.as_ref().map(|p| policy_state(app, p));
+    match conflict_end(flagged, state.as_ref(), after) {
+        ConflictEnd::LostRace { leftover } => {
+            tracing::info!(policy = name, %conflict, "another run remediated the policy first");
+            finish_earlier_run(app, flagged, leftover, done).await?;
+            Ok(Outcome::Skipped {
+                reason: SkipReason::AlreadyRemediated,
+            })
+        }
+        ConflictEnd::Stands => Err(conflict),
     }
 }
 
@@ -116,7 +165,7 @@ async fn install<P: Iot>(
     replaced: &str,
     after: AfterCreate,
     done: &mut Done,
-) -> Result<(), IotError> {
+) -> Result<(), Interrupted> {
     let (new_version, mut others_created) = create_default(app, name, replaced, done).await?;
     done.new_version_id = Some(new_version);
     done.targets = blast_radius(app, name).await;
@@ -138,7 +187,7 @@ async fn install<P: Iot>(
 }
 
 /// Creates the restrictive document as the new default. At the 5-version limit, frees the slot
-/// the domain names and tries once more; a second limit error is a failure (another writer took
+/// the domain names and tries once more; a second limit error is a conflict (another writer took
 /// the slot). Returns the new version id and whether some other version was created since the
 /// versions this run knew of (a concurrent run, or a timed-out attempt that IoT applied after
 /// all): then duplicates may exist.
@@ -147,7 +196,7 @@ async fn create_default<P: Iot>(
     name: &str,
     replaced: &str,
     done: &mut Done,
-) -> Result<(String, bool), IotError> {
+) -> Result<(String, bool), Interrupted> {
     let document = app.restrictive.document();
     match app.iot.create_default_version(name, document).await {
         Ok(created) => {
@@ -161,12 +210,17 @@ async fn create_default<P: Iot>(
             if slot_freed(deleted, oldest).map_err(conflict)? {
                 done.deleted.push(oldest.to_owned());
             }
-            let created = app.iot.create_default_version(name, document).await?;
+            let created = match app.iot.create_default_version(name, document).await {
+                Err(e) if e.kind == IotErrorKind::VersionsLimit => {
+                    return Err(Interrupted::Conflict(e))
+                }
+                other => other?,
+            };
             let known = versions.iter().map(|v| v.version_id.as_str());
             let others = others_created_since(&created, known);
             Ok((created, others))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -212,8 +266,9 @@ async fn blast_radius<P: Iot>(app: &App<P>, name: &str) -> Option<Targets> {
     }
 }
 
-/// A conflict fails the policy, named after the call whose answer showed it.
-fn conflict(c: Conflict) -> IotError {
+/// A conflict, as the error it fails the policy with unless settled: named after the call whose
+/// answer showed it.
+fn conflict(c: Conflict) -> Interrupted {
     let operation = match c {
         Conflict::ReplacedNoLongerDefault(_) | Conflict::NoSlotToFree => {
             Operation::ListPolicyVersions
@@ -222,5 +277,5 @@ fn conflict(c: Conflict) -> IotError {
             Operation::DeletePolicyVersion
         }
     };
-    IotError::unexpected(operation, c.to_string())
+    Interrupted::Conflict(IotError::unexpected(operation, c.to_string()))
 }

@@ -206,6 +206,148 @@ async fn at_the_limit_a_slot_taken_again_is_a_failure() {
     assert_eq!(report.new_version_id, None);
 }
 
+fn already_remediated() -> Outcome {
+    Outcome::Skipped {
+        reason: SkipReason::AlreadyRemediated,
+    }
+}
+
+/// A policy one version short of the limit, its permissive version 1 flagged and the default;
+/// `rival` runs before this run's first create: what a concurrent run does between the two
+/// runs' `GetPolicy` and this run's create.
+fn racing(keep: bool, rival: fn(&str, &mut Fleet)) -> Arc<App<FakeIot>> {
+    let documents = [PERMISSIVE, OTHER, OTHER, OTHER];
+    let iot = FakeIot::new(fleet(&documents, 1)).with_hook(move |op, name, fleet| {
+        let ours_first = fleet.versions(name).iter().all(|v| v.id < 5);
+        if op == Operation::CreatePolicyVersion && ours_first {
+            rival(name, fleet);
+        }
+    });
+    on_fake(iot, config(keep, false))
+}
+
+#[tokio::test]
+async fn losing_the_race_at_the_limit_is_already_remediated() {
+    // The other run's restrictive default (5) takes the last slot; this run's create meets
+    // the limit, and the listing shows version 1 is no longer the default.
+    let app = racing(true, |name, fleet| {
+        fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+    });
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, already_remediated(), "{report:?}");
+    assert_eq!(report.new_version_id, None);
+    assert!(report.deleted_version_ids.is_empty());
+    let expected = [
+        (1, false, false),
+        (2, false, false),
+        (3, false, false),
+        (4, false, false),
+        (5, true, true),
+    ];
+    assert_eq!(state(&app), expected);
+    let ops: Vec<Operation> = app.iot.calls().into_iter().map(|(op, _)| op).collect();
+    // One more GetPolicy than the limit path, then the already-remediated path: one listing
+    // and a look at each newer non-default version.
+    assert_eq!(
+        ops,
+        [
+            Operation::GetPolicy,
+            Operation::CreatePolicyVersion,
+            Operation::ListPolicyVersions,
+            Operation::GetPolicy,
+            Operation::ListPolicyVersions,
+            Operation::GetPolicyVersion,
+            Operation::GetPolicyVersion,
+            Operation::GetPolicyVersion,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_race_loser_deletes_the_replaced_version_the_winner_has_not_yet() {
+    let app = racing(false, |name, fleet| {
+        fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+    });
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, already_remediated(), "{report:?}");
+    assert_eq!(report.deleted_version_ids, ids(&["1"]));
+    assert_eq!(
+        state(&app),
+        [
+            (2, false, false),
+            (3, false, false),
+            (4, false, false),
+            (5, true, true)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_race_loser_tidies_the_duplicates_it_finds() {
+    // Two other deliveries each created a restrictive default (5, then 6 after 4 made room).
+    let app = racing(true, |name, fleet| {
+        fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+        fleet.delete(name, 4);
+        fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+    });
+    let report = run(&app, "1").await;
+    assert_eq!(report.outcome, already_remediated(), "{report:?}");
+    assert_eq!(report.deleted_version_ids, ids(&["5"]));
+    assert_eq!(
+        state(&app),
+        [
+            (1, false, false),
+            (2, false, false),
+            (3, false, false),
+            (6, true, true)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_slot_taken_by_the_other_runs_restrictive_version_is_already_remediated() {
+    // Both runs met the limit and freed the same slot; the other run's create (6) took it
+    // before this run's second create.
+    for keep in [true, false] {
+        let documents = [OTHER, OTHER, OTHER, OTHER, PERMISSIVE];
+        let iot = FakeIot::new(fleet(&documents, 5)).with_hook(|op, name, fleet| {
+            if op == Operation::CreatePolicyVersion && fleet.versions(name).len() == 4 {
+                fleet.create(name, RESTRICTIVE_DOCUMENT, true).unwrap();
+            }
+        });
+        let app = on_fake(iot, config(keep, false));
+        let report = run(&app, "5").await;
+        assert_eq!(report.outcome, already_remediated(), "{report:?}");
+        let (deleted, flagged_left) = if keep {
+            (ids(&["1"]), vec![(5, false, false)])
+        } else {
+            (ids(&["1", "5"]), vec![])
+        };
+        assert_eq!(report.deleted_version_ids, deleted);
+        let mut expected = vec![(2, false, false), (3, false, false), (4, false, false)];
+        expected.extend(flagged_left);
+        expected.push((6, true, true));
+        assert_eq!(state(&app), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_document_in_force_still_fails_the_policy() {
+    let app = racing(true, |name, fleet| {
+        fleet.create(name, OTHER, true).unwrap();
+    });
+    let report = run(&app, "1").await;
+    assert!(
+        failed(&report).starts_with(
+            "ListPolicyVersions: at the version limit and version 1 is no longer the default"
+        ),
+        "{report:?}"
+    );
+    assert_eq!(app.iot.writes(), [Operation::CreatePolicyVersion]);
+    let reads = app.iot.calls().into_iter().map(|(op, _)| op);
+    assert_eq!(reads.filter(|op| *op == Operation::GetPolicy).count(), 2);
+}
+
 #[tokio::test]
 async fn a_vanished_replaced_version_means_another_run_and_its_duplicate_is_tidied() {
     // Before this run deletes version 1, a concurrent run creates its own restrictive default
