@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 /// are not capped: SQS's own quotas are far above this traffic.
 const IOT_OPERATIONS: &[&str] = &[
     "ListAuditFindings",
+    "ListAuditSuppressions",
+    "DescribeAuditFinding",
+    "ListTargetsForPolicy",
     "GetPolicy",
     "GetPolicyVersion",
     "ListPolicyVersions",

@@ -138,6 +138,17 @@ pub fn finding(task: &str, policy: &str, version: &str) -> Value {
     })
 }
 
+/// `count` permissive policies `<prefix>00000`, ... and a finding of the task for each.
+pub async fn seed_in_scope(emu: &Emulator, prefix: &str, count: usize) -> Vec<String> {
+    let iot = emu.client();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i:05}")).collect();
+    for name in &names {
+        create_policy(&iot, name, PERMISSIVE).await;
+    }
+    emu.generate_findings(TASK, prefix, count);
+    names
+}
+
 /// A sample event from `events/`.
 pub fn load_event(name: &str) -> Value {
     let path = project_dir().join("events").join(name);
