@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use aws_sdk_iot::operation::list_audit_findings::ListAuditFindingsOutput;
 use aws_sdk_iot::operation::list_audit_suppressions::ListAuditSuppressionsOutput;
 use aws_sdk_iot::Client;
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use common::{app, load_event, test_config};
 use iot_audit_remediator::domain::{
     classify_event, classify_sqs_body, event_kind, parse_rollback, EventKind, Job, Message,
@@ -131,9 +131,9 @@ fn every_event_file_parses_to_its_kind() {
     }
 }
 
-/// A client whose only rule is an empty findings page: any other call fails the test's
-/// assertions on the report, and the rule's count shows whether the audit API was called.
-async fn handle(name: &str) -> (Value, usize) {
+/// A client whose only rules are an empty findings page and no suppressions: any other call
+/// fails the test's assertions on the report, and the rules' counts show what was called.
+fn empty_audit_client() -> (Client, Rule, Rule) {
     let list = mock!(Client::list_audit_findings).then_output(|| {
         ListAuditFindingsOutput::builder()
             .set_findings(Some(vec![]))
@@ -142,6 +142,12 @@ async fn handle(name: &str) -> (Value, usize) {
     let none_suppressed = mock!(Client::list_audit_suppressions)
         .then_output(|| ListAuditSuppressionsOutput::builder().build());
     let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list, &none_suppressed]);
+    (client, list, none_suppressed)
+}
+
+/// The SNS event `name` on [`empty_audit_client`]: its report and the listing's call count.
+async fn handle(name: &str) -> (Value, usize) {
+    let (client, list, _) = empty_audit_client();
     let report = handle_event(&app(client, test_config()), &load_event(name), Cutoff::NONE)
         .await
         .unwrap();
@@ -208,14 +214,7 @@ async fn the_sample_job_batch_gets_a_partial_batch_response() {
 /// listed once, and the record is done (not in `batchItemFailures`).
 #[tokio::test]
 async fn the_buffered_audit_message_is_handled_as_from_sns() {
-    let list = mock!(Client::list_audit_findings).then_output(|| {
-        ListAuditFindingsOutput::builder()
-            .set_findings(Some(vec![]))
-            .build()
-    });
-    let none_suppressed = mock!(Client::list_audit_suppressions)
-        .then_output(|| ListAuditSuppressionsOutput::builder().build());
-    let client = mock_client!(aws_sdk_iot, RuleMode::MatchAny, [&list, &none_suppressed]);
+    let (client, list, none_suppressed) = empty_audit_client();
     let response = iot_audit_remediator::entry::handle(
         &app(client, test_config()),
         &load_event("sqs-sns-audit.json"),
