@@ -1,11 +1,12 @@
-//! The built binary under AWS's own Lambda Runtime Interface Emulator (`aws-lambda-rie`, the
-//! program `sam local` and the Lambda base images run, shipped in the SAM CLI package of
+//! The built binary under AWS's own Lambda Runtime Interface Emulator (`aws-lambda-rie`, which
+//! `sam local` and the Lambda base images run; shipped in the SAM CLI package of
 //! `.venv-sam`), both its addresses on loopback, against the local endpoint: the sample events,
 //! bad bodies, and one function process from the first invocation to the last.
 //!
-//! The bootstrap is the binary cargo builds for this test (`CARGO_BIN_EXE_…`, the host's
-//! architecture, run by the RIE of the same architecture): `cargo lambda build` would need a
-//! cross toolchain (zig) that a fresh machine does not have, and builds the same code.
+//! The bootstrap is the binary cargo builds for this test anyway (`CARGO_BIN_EXE_…`, the
+//! host's architecture, run by the RIE of the same architecture): `cargo lambda build` compiles
+//! the same code a second time for an explicit target through zig (minutes on 2 cores, and for
+//! arm64 a Rust target fetched by rustup first), which would only add ways to fail.
 
 mod common;
 
@@ -180,6 +181,11 @@ impl Drop for Rie {
                 .args(function.iter().map(u32::to_string))
                 .stderr(Stdio::null())
                 .status();
+            // Until the RIE has reaped it: a child left to init could stay a zombie.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !children(self.child.id()).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
