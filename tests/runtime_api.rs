@@ -144,16 +144,9 @@ fn assert_emf(emf: &Value, mode: &str, totals: &Value, rejected: &Value) {
 #[test]
 fn each_invocation_writes_one_emf_line_whose_counts_are_the_answers() {
     let emu = Emulator::start();
-    let iot = emu.client();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        create_policy(&iot, "WS_AUDIT_PermissivePolicy", PERMISSIVE).await;
-        create_policy(&iot, "DeviceFleetPolicy", PERMISSIVE).await;
-    });
-    emu.seed_findings(vec![
-        finding(TASK, "WS_AUDIT_PermissivePolicy", "1"),
-        finding(TASK, "DeviceFleetPolicy", "1"),
-    ]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(emu.seed_demo());
     let events: Vec<Value> = [
         "audit-non-compliant.json",
         "rollback.json",
@@ -170,17 +163,13 @@ fn each_invocation_writes_one_emf_line_whose_counts_are_the_answers() {
 
     let mut function = Command::new(env!("CARGO_BIN_EXE_iot-audit-remediator"))
         .env_clear()
+        .envs(emu.function_env())
         .envs([
             ("AWS_LAMBDA_RUNTIME_API", address.to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME", "iot-audit-remediator".into()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", emu.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("API_CALLS_PER_SECOND", "0".into()),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -132,27 +132,34 @@ impl Emulator {
         aws_sdk_sqs::Client::from_conf(config)
     }
 
+    /// The environment under which the built binary reaches this emulator, as Lambda would
+    /// set it (region, credentials) plus the endpoint; unpaced, as [`super::test_config`].
+    pub fn function_env(&self) -> [(&'static str, String); 5] {
+        [
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("API_CALLS_PER_SECOND", "0".into()),
+        ]
+    }
+
     // --- The control API (`/_emulator/...`) ------------------------------------------------
 
     /// One request to the control API, over a fresh connection.
     pub fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let addr = self.url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let (head, body) = http(
+            self.url.trim_start_matches("http://"),
+            method,
+            path,
+            body.as_bytes(),
+        );
         assert!(
             head.starts_with("HTTP/1.1 2") || head.starts_with("HTTP/1.0 2"),
             "{method} {path}: {head}\n{body}"
         );
-        serde_json::from_str(body).unwrap_or(Value::Null)
+        serde_json::from_str(&body).unwrap_or(Value::Null)
     }
 
     pub fn seed_findings(&self, findings: Vec<Value>) {
@@ -232,6 +239,31 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.1 request to `addr` (`host:port`) over a fresh connection, closed after the
+/// answer: (status line and headers, body). A peer that hangs fails the test after two minutes
+/// instead of hanging it.
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path} on {addr}: no HTTP answer: {response:?}"));
+    (head.to_owned(), body.to_owned())
 }
 
 /// From the request log (`GET /_emulator/requests`): requests per operation, and how many were

@@ -149,6 +149,30 @@ pub async fn seed_in_scope(emu: &Emulator, prefix: &str, count: usize) -> Vec<St
     names
 }
 
+/// The policies of `make demo` (`scripts/demo_iot.py`), and of the findings of audit [`TASK`]
+/// that the sample events name: one in scope, one not.
+pub const DEMO_POLICIES: [&str; 2] = ["WS_AUDIT_PermissivePolicy", "DeviceFleetPolicy"];
+
+/// The finding of a demo policy's version 1 in audit [`TASK`], with the id `demo-<policy>` that
+/// the demo gives it and the jobs of `events/sqs-jobs.json` name.
+pub fn demo_finding(policy: &str) -> Value {
+    let mut finding = finding(TASK, policy, "1");
+    finding["findingId"] = json!(format!("demo-{policy}"));
+    finding
+}
+
+impl Emulator {
+    /// What `make demo` seeds: the [`DEMO_POLICIES`] with the permissive document, and their
+    /// [`demo_finding`]s.
+    pub async fn seed_demo(&self) {
+        let iot = self.client();
+        for policy in DEMO_POLICIES {
+            create_policy(&iot, policy, PERMISSIVE).await;
+        }
+        self.seed_findings(DEMO_POLICIES.map(demo_finding).to_vec());
+    }
+}
+
 /// A sample event from `events/`.
 pub fn load_event(name: &str) -> Value {
     let path = project_dir().join("events").join(name);
