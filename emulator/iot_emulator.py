@@ -63,7 +63,7 @@ _ROUTES = [
 # who assumed which role, and tests can make a role one that cannot be assumed.
 OPERATIONS = sorted({op for _, by_method in _ROUTES for op in by_method.values()}
                     | {"AssumeRole", "Other"})
-FAULT_KINDS = ("throttle", "error", "stall", "rate_limited", "denied")
+FAULT_KINDS = ("throttle", "error", "stall", "rate_limited", "expired", "denied")
 
 # Headers that belong to one connection, not to the message (RFC 9110 7.6.1), plus Expect
 # (the front server has already answered "100-continue") and Content-Length (recomputed, as
@@ -82,12 +82,12 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 
 
 def request_scope(headers, target):
-    """The (account, region) a request lands in, by moto's own code (moto runs in this
-    process), so that the audit state sits beside moto's policies of the same account and
-    region. The account: MOTO_ACCOUNT_ID, else an x-moto-account-id header, else the access
-    key id of the SigV4 credential (keys from moto's STS AssumeRole map to the role's account,
-    any other to 123456789012). The region: an *.<region>.amazonaws.com host, else a
-    region/<region> User-Agent part, else the SigV4 credential scope, else us-east-1."""
+    """((account, region), access key id) of a request: where it lands, by moto's own code
+    (moto runs in this process), so that the audit state sits beside moto's policies of the
+    same account and region. The account: MOTO_ACCOUNT_ID, else an x-moto-account-id header,
+    else the access key id of the SigV4 credential (keys from moto's STS AssumeRole map to the
+    role's account, any other to 123456789012). The region: an *.<region>.amazonaws.com host,
+    else a region/<region> User-Agent part, else the SigV4 credential scope, else us-east-1."""
     from moto.core.responses import BaseResponse
     probe = BaseResponse()
     probe.headers = headers
@@ -97,7 +97,20 @@ def request_scope(headers, target):
                                            f"http://{headers.get('Host', '')}{target}")
     except IndexError:     # a credential scope too short to name a region; moto refuses it too
         region = DEFAULT_REGION
-    return probe.get_current_account(), region
+    return (probe.get_current_account(), region), probe.get_access_key()
+
+
+def session_expired(scope, access_key):
+    """Whether the access key is one of moto's STS sessions and past its Expiration (moto
+    itself accepts expired sessions; AWS does not)."""
+    if not access_key.startswith("ASIA"):
+        return False
+    from moto.core.utils import utcnow
+    from moto.sts.models import sts_backends
+    from moto.utilities.utils import get_partition
+    backend = sts_backends[scope[0]][get_partition(scope[1])]
+    session = backend.get_assumed_role_from_access_key(access_key)
+    return session is not None and session.expiration <= utcnow()
 
 
 def assume_role_request(headers, body):
@@ -178,7 +191,8 @@ class FaultConfig:
     def __init__(self, body):
         if not isinstance(body, dict):
             raise BadRequest("the fault configuration must be a JSON object")
-        known = ("seed", "default", "operations", "accounts", "unassumable_roles")
+        known = ("seed", "default", "operations", "accounts", "unassumable_roles",
+                 "session_seconds")
         unknown = sorted(set(body) - set(known))
         if unknown:
             raise BadRequest(f"unknown key(s) {unknown}; known: {', '.join(known)}")
@@ -202,9 +216,16 @@ class FaultConfig:
         if not (isinstance(self.unassumable_roles, list)
                 and all(isinstance(arn, str) for arn in self.unassumable_roles)):
             raise BadRequest("unassumable_roles must be a list of role ARNs")
+        self.session_seconds = body.get("session_seconds")
+        if self.session_seconds is not None and (
+                isinstance(self.session_seconds, bool)
+                or not isinstance(self.session_seconds, (int, float))
+                or self.session_seconds <= 0):
+            raise BadRequest("session_seconds must be a number > 0")
         self.body = {"seed": self.seed, "default": body.get("default", {}),
                      "operations": body.get("operations", {}), "accounts": accounts,
-                     "unassumable_roles": self.unassumable_roles}
+                     "unassumable_roles": self.unassumable_roles,
+                     "session_seconds": self.session_seconds}
 
     def spec_for(self, account, operation):
         default, by_operation = self.by_account.get(account, self.specs)
@@ -706,7 +727,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         role = assume_role_request(self.headers, body) if operation == "Other" else None
         if role:
             operation = "AssumeRole"
-        scope = request_scope(self.headers, self.path)
+        scope, access_key = request_scope(self.headers, self.path)
         entry = self.emulator.begin(operation, self.command, path, policy_name, version_id,
                                     scope)
         if role:
@@ -717,10 +738,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if spec.latency_ms:
                 time.sleep(spec.latency_ms / 1000)
             fault = self.emulator.draw_fault(scope, operation, spec)
-            if not fault and role and role[0] in self.emulator.faults.unassumable_roles:
+            if not fault and session_expired(scope, access_key):
+                fault = "expired"
+            elif not fault and role and role[0] in self.emulator.faults.unassumable_roles:
                 fault = "denied"
             entry["fault"] = fault
-            if fault == "denied":
+            if fault == "expired":
+                self.send_aws_error(403, "ExpiredTokenException",
+                                    "The security token included in the request is expired")
+            elif fault == "denied":
                 self.send_aws_error(403, "AccessDenied", f"Account {scope[0]} is not authorized "
                                     f"to perform: sts:AssumeRole on resource: {role[0]}")
             elif fault in ("throttle", "rate_limited"):
@@ -925,6 +951,22 @@ def _speed_up_moto_sqs():
         is_message_valid_based_on_retention_period
 
 
+def _cap_moto_sessions(emulator):
+    """Sessions from moto's STS last at most the fault configuration's session_seconds, so
+    that tests see credentials expire and renewed within seconds (moto, unlike STS, takes any
+    DurationSeconds; the SDKs ask for an hour)."""
+    from moto.sts import models
+    assume_role = models.STSBackend.assume_role
+
+    def capped(self, **kwargs):
+        cap = emulator.faults.session_seconds
+        if cap:
+            kwargs["duration"] = min(kwargs["duration"], cap)
+        return assume_role(self, **kwargs)
+
+    models.STSBackend.assume_role = capped
+
+
 def _wait_for_eof(stop):
     # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader holds its lock,
     # and the interpreter aborts at exit when it cannot take that lock.
@@ -960,6 +1002,7 @@ def main(argv=None):
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     emulator = Emulator(*moto.get_host_and_port())
+    _cap_moto_sessions(emulator)
     emulator.warm_up()
     front = FrontServer(("127.0.0.1", args.port), emulator)
     # A short poll interval: shutdown() waits for the serving loop to look.

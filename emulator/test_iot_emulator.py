@@ -33,7 +33,8 @@ CHECK = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 DOCUMENT = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
-NO_FAULTS = {"throttle": 0, "error": 0, "stall": 0, "rate_limited": 0, "denied": 0}
+NO_FAULTS = {"throttle": 0, "error": 0, "stall": 0, "rate_limited": 0, "expired": 0,
+             "denied": 0}
 # moto's account for any access key it did not issue; and two member accounts.
 DEFAULT_ACCOUNT, A, B = "123456789012", "111111111111", "222222222222"
 
@@ -354,10 +355,12 @@ class EmulatorTest(unittest.TestCase):
         return boto3.client(service, endpoint_url=self.url, region_name=region,
                             config=BOTO_CONFIG, **credentials)
 
-    def assume(self, account, session="emulator-test"):
+    def assume(self, account, session="emulator-test", answer=None):
         """Credentials from moto's STS for the role x of `account`, asked with test keys."""
         found = self.boto("sts").assume_role(RoleArn=role_arn(account),
                                              RoleSessionName=session)["Credentials"]
+        if answer is not None:
+            answer.update(found)
         return {"aws_access_key_id": found["AccessKeyId"],
                 "aws_secret_access_key": found["SecretAccessKey"],
                 "aws_session_token": found["SessionToken"]}
@@ -482,6 +485,29 @@ class EmulatorTest(unittest.TestCase):
             self.assume(A)
         self.assertEqual(throttled.exception.response["Error"]["Code"], "ThrottlingException")
 
+    def test_sessions_expire_and_can_be_made_short(self):
+        answer = {}
+        self.boto("iot", credentials=self.assume(A, answer=answer)).list_policies()
+        lifetime = answer["Expiration"].timestamp() - time.time()
+        self.assertGreater(lifetime, 3500, "moto's default, an hour")
+
+        self.set_faults({"session_seconds": 0.5})
+        a_iot = self.boto("iot", credentials=self.assume(A, answer=answer))
+        lifetime = answer["Expiration"].timestamp() - time.time()
+        self.assertLess(lifetime, 0.6)
+        a_iot.create_policy(policyName="A_1", policyDocument=DOCUMENT)
+        time.sleep(max(0, lifetime) + 0.1)
+        with self.assertRaises(botocore.exceptions.ClientError) as expired:
+            a_iot.get_policy(policyName="A_1")
+        error = expired.exception.response
+        self.assertEqual((error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]),
+                         ("ExpiredTokenException", 403))
+        renewed = self.boto("iot", credentials=self.assume(A))
+        self.assertEqual(renewed.get_policy(policyName="A_1")["policyName"], "A_1")
+        log = self.request_log()
+        self.assertEqual(log["faults"], {**NO_FAULTS, "expired": 1})
+        self.assertEqual([r["operation"] for r in log["requests"] if r["fault"]], ["GetPolicy"])
+
     def test_rate_caps_are_per_account_region_and_operation(self):
         self.set_faults({"default": {"rate_per_sec": 0.1, "burst": 2}})
         a = self.assume(A)    # AssumeRole has a bucket of its own
@@ -558,7 +584,7 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.call("GET", "/policies").json, {"policies": []})
         self.assertEqual(self.control("GET", "/_emulator/faults").json,
                          {"seed": 0, "default": {}, "operations": {}, "accounts": {},
-                          "unassumable_roles": []})
+                          "unassumable_roles": [], "session_seconds": None})
 
     def test_fault_configuration_is_validated(self):
         for config in ({"default": {"throttle_rat": 1}},
@@ -573,14 +599,15 @@ class EmulatorTest(unittest.TestCase):
                        {"accounts": {"12345": {}}},
                        {"accounts": {A: {"operations": {"GetPolicyy": {}}}}},
                        {"accounts": {A: {"seed": 1}}},
-                       {"unassumable_roles": "arn:aws:iam::111111111111:role/x"}):
+                       {"unassumable_roles": "arn:aws:iam::111111111111:role/x"},
+                       {"session_seconds": 0}):
             response = self.control("POST", "/_emulator/faults", config)
             self.assertEqual(response.status, 400, config)
             self.assertIn("message", response.json)
         config = {"seed": 7, "default": {"latency_ms": 1},
                   "operations": {"GetPolicy": {"throttle_rate": 0.5}},
                   "accounts": {A: {"default": {"error_rate": 0.5}}},
-                  "unassumable_roles": [role_arn(B)]}
+                  "unassumable_roles": [role_arn(B)], "session_seconds": 900}
         self.set_faults(config)
         self.assertEqual(self.control("GET", "/_emulator/faults").json, config)
         self.assertEqual(self.control("GET", "/_emulator/nothing").status, 404)
