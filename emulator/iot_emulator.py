@@ -734,13 +734,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["roleArn"], entry["roleSessionName"] = role
         fault = None
         try:
-            spec = self.emulator.faults.spec_for(scope[0], operation)
+            faults = self.emulator.faults     # one configuration for the whole request
+            spec = faults.spec_for(scope[0], operation)
             if spec.latency_ms:
                 time.sleep(spec.latency_ms / 1000)
             fault = self.emulator.draw_fault(scope, operation, spec)
             if not fault and session_expired(scope, access_key):
                 fault = "expired"
-            elif not fault and role and role[0] in self.emulator.faults.unassumable_roles:
+            elif not fault and role and role[0] in faults.unassumable_roles:
                 fault = "denied"
             entry["fault"] = fault
             if fault == "expired":
