@@ -9,6 +9,8 @@ The front server forwards every request to an in-process moto server untouched, 
   * /_emulator/... is a test-control API: seed findings, reset, read the request log, set faults;
   * AWS operations can be given latency, throttling, 5xx errors, stalls and a per-operation
     request-rate cap (a token bucket standing in for the account's API quota).
+The audit state is kept per account and region, as moto keeps its own: each request lands in
+the account and region moto's own code finds for it (the access key id and the SigV4 scope).
 
 Usage: iot_emulator.py [--port N] [--port-file PATH] [--exit-on-stdin-eof] [--verbose]
 Prints exactly one line, "READY http://127.0.0.1:<port>", on stdout once both servers answer.
@@ -30,9 +32,11 @@ import socketserver
 import sys
 import threading
 import time
+import types
 import uuid
 from collections import Counter
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 log = logging.getLogger("iot_emulator")
 
@@ -55,8 +59,11 @@ _ROUTES = [
     (re.compile(r"/audit/suppressions/delete"), {"POST": "DeleteAuditSuppression"}),
     (re.compile(r"/policy-targets/([^/]+)"), {"POST": "ListTargetsForPolicy"}),
 ]
-OPERATIONS = sorted({op for _, by_method in _ROUTES for op in by_method.values()} | {"Other"})
-FAULT_KINDS = ("throttle", "error", "stall", "rate_limited")
+# STS AssumeRole (a query-protocol POST to /) is told apart by its body: the request log shows
+# who assumed which role, and tests can make a role one that cannot be assumed.
+OPERATIONS = sorted({op for _, by_method in _ROUTES for op in by_method.values()}
+                    | {"AssumeRole", "Other"})
+FAULT_KINDS = ("throttle", "error", "stall", "rate_limited", "expired", "denied")
 
 # Headers that belong to one connection, not to the message (RFC 9110 7.6.1), plus Expect
 # (the front server has already answered "100-continue") and Content-Length (recomputed, as
@@ -66,6 +73,54 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
 
 LIST_FINDINGS_DEFAULT_PAGE = 25
 LIST_FINDINGS_MAX_PAGE = 250
+
+# Where a request lands when nothing says otherwise, as in moto.
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+
+
+def request_scope(headers, target):
+    """((account, region), access key id) of a request: where it lands, by moto's own code
+    (moto runs in this process), so that the audit state sits beside moto's policies of the
+    same account and region. The account: MOTO_ACCOUNT_ID, else an x-moto-account-id header,
+    else the access key id of the SigV4 credential (keys from moto's STS AssumeRole map to the
+    role's account, any other to 123456789012). The region: an *.<region>.amazonaws.com host,
+    else a region/<region> User-Agent part, else the SigV4 credential scope, else us-east-1."""
+    from moto.core.responses import BaseResponse
+    probe = BaseResponse()
+    probe.headers = headers
+    probe.querystring = parse_qs(urlsplit(target).query)
+    try:
+        region = probe.get_region_from_url(types.SimpleNamespace(headers=headers),
+                                           f"http://{headers.get('Host', '')}{target}")
+    except IndexError:     # a credential scope too short to name a region; moto refuses it too
+        region = DEFAULT_REGION
+    return (probe.get_current_account(), region), probe.get_access_key()
+
+
+def session_expired(scope, access_key):
+    """Whether the access key is one of moto's STS sessions and past its Expiration (moto
+    itself accepts expired sessions; AWS does not)."""
+    if not access_key.startswith("ASIA"):
+        return False
+    from moto.core.utils import utcnow
+    from moto.sts.models import sts_backends
+    from moto.utilities.utils import get_partition
+    backend = sts_backends[scope[0]][get_partition(scope[1])]
+    session = backend.get_assumed_role_from_access_key(access_key)
+    return session is not None and session.expiration <= utcnow()
+
+
+def assume_role_request(headers, body):
+    """(RoleArn, RoleSessionName) of an STS AssumeRole request, else None."""
+    if "/sts/aws4_request" not in headers.get("Authorization", ""):
+        return None
+    form = dict(parse_qsl(body.decode("utf-8", "replace")))
+    if form.get("Action") != "AssumeRole":
+        return None
+    return form.get("RoleArn"), form.get("RoleSessionName")
 
 
 def classify(method, path):
@@ -131,33 +186,65 @@ class FaultSpec:
 
 class FaultConfig:
     """The parsed body of POST /_emulator/faults: a default spec, overridden field by field
-    per operation."""
+    per operation; optionally, per account, a configuration of its own in place of that one."""
 
     def __init__(self, body):
         if not isinstance(body, dict):
             raise BadRequest("the fault configuration must be a JSON object")
-        unknown = sorted(set(body) - {"seed", "default", "operations"})
+        known = ("seed", "default", "operations", "accounts", "unassumable_roles",
+                 "session_seconds")
+        unknown = sorted(set(body) - set(known))
         if unknown:
-            raise BadRequest(f"unknown key(s) {unknown}; known: seed, default, operations")
+            raise BadRequest(f"unknown key(s) {unknown}; known: {', '.join(known)}")
         self.seed = body.get("seed", 0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise BadRequest("seed must be an integer")
-        default = body.get("default", {})
-        operations = body.get("operations", {})
-        if not isinstance(operations, dict):
-            raise BadRequest("operations must be an object keyed by operation name")
-        self.default = FaultSpec.parse(default, "default")
-        self.by_operation = {}
-        for op, fields in operations.items():
-            if op not in OPERATIONS:
-                raise BadRequest(f"operations: unknown operation {op!r}; known: {OPERATIONS}")
-            if not isinstance(fields, dict):
-                raise BadRequest(f"operations.{op}: a fault spec must be a JSON object")
-            self.by_operation[op] = FaultSpec.parse({**default, **fields}, f"operations.{op}")
-        self.body = {"seed": self.seed, "default": default, "operations": operations}
+        self.specs = _parse_specs(body.get("default", {}), body.get("operations", {}), "")
+        accounts = body.get("accounts", {})
+        if not isinstance(accounts, dict):
+            raise BadRequest("accounts must be an object keyed by account id")
+        self.by_account = {}
+        for account, config in accounts.items():
+            where = f"accounts.{account}"
+            if not _ACCOUNT_ID.fullmatch(account):
+                raise BadRequest(f"accounts: {account!r} is not a 12-digit account id")
+            if not isinstance(config, dict) or set(config) - {"default", "operations"}:
+                raise BadRequest(f"{where}: expected an object with default and/or operations")
+            self.by_account[account] = _parse_specs(
+                config.get("default", {}), config.get("operations", {}), f"{where}.")
+        self.unassumable_roles = body.get("unassumable_roles", [])
+        if not (isinstance(self.unassumable_roles, list)
+                and all(isinstance(arn, str) for arn in self.unassumable_roles)):
+            raise BadRequest("unassumable_roles must be a list of role ARNs")
+        self.session_seconds = body.get("session_seconds")
+        if self.session_seconds is not None and (
+                isinstance(self.session_seconds, bool)
+                or not isinstance(self.session_seconds, (int, float))
+                or self.session_seconds <= 0):
+            raise BadRequest("session_seconds must be a number > 0")
+        self.body = {"seed": self.seed, "default": body.get("default", {}),
+                     "operations": body.get("operations", {}), "accounts": accounts,
+                     "unassumable_roles": self.unassumable_roles,
+                     "session_seconds": self.session_seconds}
 
-    def spec_for(self, operation):
-        return self.by_operation.get(operation, self.default)
+    def spec_for(self, account, operation):
+        default, by_operation = self.by_account.get(account, self.specs)
+        return by_operation.get(operation, default)
+
+
+def _parse_specs(default, operations, where):
+    """(the default spec, {operation: spec merged over the default}) of one configuration."""
+    if not isinstance(operations, dict):
+        raise BadRequest(f"{where}operations must be an object keyed by operation name")
+    default_spec = FaultSpec.parse(default, f"{where}default")
+    by_operation = {}
+    for op, fields in operations.items():
+        if op not in OPERATIONS:
+            raise BadRequest(f"{where}operations: unknown operation {op!r}; known: {OPERATIONS}")
+        if not isinstance(fields, dict):
+            raise BadRequest(f"{where}operations.{op}: a fault spec must be a JSON object")
+        by_operation[op] = FaultSpec.parse({**default, **fields}, f"{where}operations.{op}")
+    return default_spec, by_operation
 
 
 def generate_findings(gen):
@@ -201,8 +288,147 @@ def generate_findings(gen):
     } for i in range(g["start"], g["start"] + g["count"])]
 
 
+class AuditState:
+    """The Device Defender state of one account in one region (as AWS keeps it): seeded
+    findings, suppressions and the page tokens issued. Callers hold the emulator's lock."""
+
+    def __init__(self):
+        self.findings = []
+        self.page_tokens = {}        # nextToken -> (filters, offset), findings and suppressions
+        # (checkName, resourceIdentifier as sorted JSON) -> the suppression as the API shows
+        # it, plus "createdAt" (epoch seconds), which decides the findings it covers.
+        self.suppressions = {}
+
+    def list_findings(self, request, _path):
+        """ListAuditFindings over the seeded findings; raises BadRequest as the API's
+        InvalidRequestException."""
+        page_size = _page_size(request)
+        for name in ("taskId", "checkName"):
+            if name in request and not isinstance(request[name], str):
+                raise BadRequest(f"{name} must be a string")
+        suppressed = request.get("listSuppressedFindings")
+        if suppressed is not None and not isinstance(suppressed, bool):
+            raise BadRequest("listSuppressedFindings must be a boolean")
+        # startTime/endTime are not modelled: the seeded findings are all "in range".
+        filters = (request.get("taskId"), request.get("checkName"), suppressed,
+                   json.dumps(request.get("resourceIdentifier"), sort_keys=True))
+        offset = self._page_offset(request.get("nextToken"), filters)
+        shown = [self._as_reported(f) for f in self.findings]
+        matching = [f for f in shown if _finding_matches(f, request, suppressed)]
+        return self._page("findings", matching, offset, page_size, filters)
+
+    def _as_reported(self, finding):
+        """A finding as the API reports it: `isSuppressed` is also true when a suppression of
+        its check and resource existed, unexpired, when its audit started (so findings of
+        audits that ran before the suppression was made keep what they had)."""
+        if finding.get("isSuppressed"):
+            return finding
+        resource = (finding.get("nonCompliantResource") or {}).get("resourceIdentifier")
+        found = self.suppressions.get(_suppression_key(finding.get("checkName"), resource))
+        started = finding.get("taskStartTime")
+        if found is None or not isinstance(started, (int, float)):
+            return finding
+        covers = found["createdAt"] <= started and (
+            found.get("suppressIndefinitely") or started < found.get("expirationDate", 0))
+        return {**finding, "isSuppressed": True} if covers else finding
+
+    def describe_finding(self, _request, path):
+        finding_id = unquote(path.rsplit("/", 1)[1])
+        for finding in self.findings:
+            if finding.get("findingId") == finding_id:
+                return {"finding": self._as_reported(finding)}
+        raise AwsError(404, "ResourceNotFoundException",
+                       f"No audit finding with id {finding_id} exists.")
+
+    def create_suppression(self, request, _path):
+        key = _suppression_key(*_check_and_resource(request))
+        fields = _suppression_fields(request, creating=True)
+        if key in self.suppressions:
+            raise AwsError(409, "ResourceAlreadyExistsException",
+                           "The suppression already exists.")
+        self.suppressions[key] = {"checkName": request["checkName"],
+                                  "resourceIdentifier": request["resourceIdentifier"],
+                                  **fields, "createdAt": time.time()}
+        return {}
+
+    def update_suppression(self, request, _path):
+        key = _suppression_key(*_check_and_resource(request))
+        fields = _suppression_fields(request, creating=False)
+        found = self._suppression(key)
+        if "expirationDate" in fields:
+            found.pop("suppressIndefinitely", None)
+        if fields.get("suppressIndefinitely"):
+            found.pop("expirationDate", None)
+        found.update(fields)
+        return {}
+
+    def describe_suppression(self, request, _path):
+        return _shown(self._suppression(_suppression_key(*_check_and_resource(request))))
+
+    def delete_suppression(self, request, _path):
+        key = _suppression_key(*_check_and_resource(request))
+        self._suppression(key)
+        del self.suppressions[key]
+        return {}
+
+    def list_suppressions(self, request, _path):
+        page_size = _page_size(request)
+        filters = ("suppressions", request.get("checkName"),
+                   json.dumps(request.get("resourceIdentifier"), sort_keys=True),
+                   request.get("ascendingOrder", True))
+        offset = self._page_offset(request.get("nextToken"), filters)
+        matching = [_shown(found) for found in self.suppressions.values()
+                    if request.get("checkName") in (None, found["checkName"])
+                    and request.get("resourceIdentifier") in
+                    (None, found["resourceIdentifier"])]
+        if not request.get("ascendingOrder", True):
+            matching.reverse()
+        return self._page("suppressions", matching, offset, page_size, filters)
+
+    def _page(self, key, matching, offset, page_size, filters):
+        """One page of `matching`, with a token for the next one when more follow."""
+        response = {key: matching[offset:offset + page_size]}
+        if offset + page_size < len(matching):
+            next_token = secrets.token_urlsafe(24)
+            self.page_tokens[next_token] = (filters, offset + page_size)
+            response["nextToken"] = next_token
+        return response
+
+    def _page_offset(self, token, filters):
+        """Where a page starts: 0, or where the token's page ended. A token is only valid in
+        the account and region that issued it, as AWS's are."""
+        if token is None:
+            return 0
+        issued = self.page_tokens.get(token)
+        if issued is None:
+            raise BadRequest("The nextToken is not valid.")
+        if issued[0] != filters:
+            raise BadRequest("The nextToken was issued for a different request.")
+        return issued[1]
+
+    def _suppression(self, key):
+        found = self.suppressions.get(key)
+        if found is None:
+            raise AwsError(404, "ResourceNotFoundException", "The suppression does not exist.")
+        return found
+
+
+# The operations the emulator serves itself (the rest goes to moto), each called as
+# (state, request body as a JSON object, path).
+_SERVED = {
+    "ListAuditFindings": AuditState.list_findings,
+    "DescribeAuditFinding": AuditState.describe_finding,
+    "CreateAuditSuppression": AuditState.create_suppression,
+    "UpdateAuditSuppression": AuditState.update_suppression,
+    "DescribeAuditSuppression": AuditState.describe_suppression,
+    "ListAuditSuppressions": AuditState.list_suppressions,
+    "DeleteAuditSuppression": AuditState.delete_suppression,
+}
+
+
 class Emulator:
-    """All mutable state, guarded by one lock: findings, page tokens, faults, request log."""
+    """All mutable state, guarded by one lock: the audit state of each account and region,
+    faults, the request log."""
 
     def __init__(self, moto_host, moto_port):
         self.moto_host, self.moto_port = moto_host, moto_port
@@ -215,11 +441,7 @@ class Emulator:
         self._clear()
 
     def _clear(self):
-        self.findings = []
-        self.page_tokens = {}        # nextToken -> (filters, offset), findings and suppressions
-        # (checkName, resourceIdentifier as sorted JSON) -> the suppression as the API shows
-        # it, plus "createdAt" (epoch seconds), which decides the findings it covers.
-        self.suppressions = {}
+        self.audit = {}              # (account, region) -> AuditState
         self._set_faults(FaultConfig({}))
         self._clear_log()
 
@@ -228,12 +450,20 @@ class Emulator:
         # One generator for every draw, so a run's sequence of faults follows from the seed
         # (exactly so when requests arrive one at a time).
         self.rng = random.Random(config.seed)
-        self.buckets = {}            # operation -> (tokens, monotonic time of last refill)
+        # (account, region, operation) -> (tokens, monotonic time of last refill): IoT's
+        # quotas are per account, region and operation.
+        self.buckets = {}
 
     def _clear_log(self):
         self.requests = []
         self.in_flight = 0
         self.max_in_flight = 0
+
+    def _state(self, scope):
+        """The audit state of (account, region); call with the lock held."""
+        if scope not in self.audit:
+            self.audit[scope] = AuditState()
+        return self.audit[scope]
 
     def now(self):
         return round(time.monotonic() - self.epoch, 6)
@@ -263,6 +493,15 @@ class Emulator:
     def add_findings(self, body):
         if not isinstance(body, dict) or not ({"findings", "generate"} & set(body)):
             raise BadRequest('expected {"findings": [...]} and/or {"generate": {...}}')
+        unknown = sorted(set(body) - {"findings", "generate", "account", "region"})
+        if unknown:
+            raise BadRequest(f"unknown key(s) {unknown}; known: findings, generate, account, "
+                             "region")
+        scope = (body.get("account", DEFAULT_ACCOUNT), body.get("region", DEFAULT_REGION))
+        if not (isinstance(scope[0], str) and _ACCOUNT_ID.fullmatch(scope[0])):
+            raise BadRequest("account must be a 12-digit account id (a string)")
+        if not (isinstance(scope[1], str) and _REGION.fullmatch(scope[1])):
+            raise BadRequest("region must be a region name such as eu-west-1")
         added = []
         if "findings" in body:
             if not isinstance(body["findings"], list) or not all(
@@ -272,8 +511,9 @@ class Emulator:
         if "generate" in body:
             added += generate_findings(body["generate"])
         with self.lock:
-            self.findings += added
-            return {"added": len(added), "total": len(self.findings)}
+            state = self._state(scope)
+            state.findings += added
+            return {"added": len(added), "total": len(state.findings)}
 
     def set_faults(self, body):
         config = FaultConfig(body)
@@ -304,10 +544,10 @@ class Emulator:
 
     # --- AWS operations ----------------------------------------------------------------------
 
-    def begin(self, operation, method, path, policy_name, version_id):
+    def begin(self, operation, method, path, policy_name, version_id, scope):
         entry = {"operation": operation, "method": method, "path": path, "status": None,
                  "fault": None, "policyName": policy_name, "versionId": version_id,
-                 "start": self.now(), "end": None}
+                 "account": scope[0], "region": scope[1], "start": self.now(), "end": None}
         with self.lock:
             self.requests.append(entry)
             self.in_flight += 1
@@ -320,18 +560,20 @@ class Emulator:
             entry["end"] = self.now()
             self.in_flight -= 1
 
-    def draw_fault(self, operation, spec):
-        """Decides the fault for one request: the rate cap first, then one uniform draw that
-        picks throttle, error or stall by their probabilities."""
+    def draw_fault(self, scope, operation, spec):
+        """Decides the fault for one request: the rate cap of its account, region and
+        operation first, then one uniform draw that picks throttle, error or stall by their
+        probabilities."""
         with self.lock:
             draw = self.rng.random()
             if spec.rate_per_sec:
                 capacity = spec.burst or max(1, spec.rate_per_sec)
                 now = time.monotonic()
-                tokens, last = self.buckets.get(operation, (capacity, now))
+                bucket = (*scope, operation)
+                tokens, last = self.buckets.get(bucket, (capacity, now))
                 tokens = min(capacity, tokens + (now - last) * spec.rate_per_sec)
                 limited = tokens < 1
-                self.buckets[operation] = (tokens if limited else tokens - 1, now)
+                self.buckets[bucket] = (tokens if limited else tokens - 1, now)
                 if limited:
                     return "rate_limited"
         if draw < spec.throttle_rate:
@@ -342,135 +584,12 @@ class Emulator:
             return "stall"
         return None
 
-    def list_audit_findings(self, body):
-        """ListAuditFindings over the seeded findings; raises BadRequest as the API's
-        InvalidRequestException."""
+    def serve_audit(self, scope, operation, path, body):
+        """One of the Device Defender operations moto lacks, on the state of the request's
+        account and region; raises BadRequest or AwsError as the API answers them."""
         request = _json_object(body)
-        page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
-        if (isinstance(page_size, bool) or not isinstance(page_size, int)
-                or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
-            raise BadRequest(f"maxResults must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
-        for name in ("taskId", "checkName"):
-            if name in request and not isinstance(request[name], str):
-                raise BadRequest(f"{name} must be a string")
-        suppressed = request.get("listSuppressedFindings")
-        if suppressed is not None and not isinstance(suppressed, bool):
-            raise BadRequest("listSuppressedFindings must be a boolean")
-        # startTime/endTime are not modelled: the seeded findings are all "in range".
-        filters = (request.get("taskId"), request.get("checkName"), suppressed,
-                   json.dumps(request.get("resourceIdentifier"), sort_keys=True))
-        token = request.get("nextToken")
         with self.lock:
-            offset = self._page_offset(token, filters)
-            shown = [self._as_reported(f) for f in self.findings]
-            matching = [f for f in shown if _finding_matches(f, request, suppressed)]
-            return self._page("findings", matching, offset, page_size, filters)
-
-    def _as_reported(self, finding):
-        """A finding as the API reports it: `isSuppressed` is also true when a suppression of
-        its check and resource existed, unexpired, when its audit started (so findings of
-        audits that ran before the suppression was made keep what they had). Call with the
-        lock held."""
-        if finding.get("isSuppressed"):
-            return finding
-        resource = (finding.get("nonCompliantResource") or {}).get("resourceIdentifier")
-        found = self.suppressions.get(_suppression_key(finding.get("checkName"), resource))
-        started = finding.get("taskStartTime")
-        if found is None or not isinstance(started, (int, float)):
-            return finding
-        covers = found["createdAt"] <= started and (
-            found.get("suppressIndefinitely") or started < found.get("expirationDate", 0))
-        return {**finding, "isSuppressed": True} if covers else finding
-
-    def describe_audit_finding(self, path):
-        finding_id = unquote(path.rsplit("/", 1)[1])
-        with self.lock:
-            for finding in self.findings:
-                if finding.get("findingId") == finding_id:
-                    return {"finding": self._as_reported(finding)}
-        raise AwsError(404, "ResourceNotFoundException",
-                       f"No audit finding with id {finding_id} exists.")
-
-    def create_audit_suppression(self, request):
-        key = _suppression_key(*_check_and_resource(request))
-        fields = _suppression_fields(request, creating=True)
-        with self.lock:
-            if key in self.suppressions:
-                raise AwsError(409, "ResourceAlreadyExistsException",
-                               "The suppression already exists.")
-            self.suppressions[key] = {"checkName": request["checkName"],
-                                      "resourceIdentifier": request["resourceIdentifier"],
-                                      **fields, "createdAt": time.time()}
-        return {}
-
-    def update_audit_suppression(self, request):
-        key = _suppression_key(*_check_and_resource(request))
-        fields = _suppression_fields(request, creating=False)
-        with self.lock:
-            found = self._suppression(key)
-            if "expirationDate" in fields:
-                found.pop("suppressIndefinitely", None)
-            if fields.get("suppressIndefinitely"):
-                found.pop("expirationDate", None)
-            found.update(fields)
-        return {}
-
-    def describe_audit_suppression(self, request):
-        key = _suppression_key(*_check_and_resource(request))
-        with self.lock:
-            return _shown(self._suppression(key))
-
-    def delete_audit_suppression(self, request):
-        key = _suppression_key(*_check_and_resource(request))
-        with self.lock:
-            self._suppression(key)
-            del self.suppressions[key]
-        return {}
-
-    def list_audit_suppressions(self, request):
-        page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
-        if (isinstance(page_size, bool) or not isinstance(page_size, int)
-                or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
-            raise BadRequest(f"maxResults must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
-        filters = ("suppressions", request.get("checkName"),
-                   json.dumps(request.get("resourceIdentifier"), sort_keys=True),
-                   request.get("ascendingOrder", True))
-        with self.lock:
-            offset = self._page_offset(request.get("nextToken"), filters)
-            matching = [_shown(found) for found in self.suppressions.values()
-                        if request.get("checkName") in (None, found["checkName"])
-                        and request.get("resourceIdentifier") in
-                        (None, found["resourceIdentifier"])]
-            if not request.get("ascendingOrder", True):
-                matching.reverse()
-            return self._page("suppressions", matching, offset, page_size, filters)
-
-    def _page(self, key, matching, offset, page_size, filters):
-        """One page of `matching`, with a token for the next one when more follow. Call with
-        the lock held."""
-        response = {key: matching[offset:offset + page_size]}
-        if offset + page_size < len(matching):
-            next_token = secrets.token_urlsafe(24)
-            self.page_tokens[next_token] = (filters, offset + page_size)
-            response["nextToken"] = next_token
-        return response
-
-    def _page_offset(self, token, filters):
-        """Where a page starts: 0, or where the token's page ended. Call with the lock held."""
-        if token is None:
-            return 0
-        issued = self.page_tokens.get(token)
-        if issued is None:
-            raise BadRequest("The nextToken is not valid.")
-        if issued[0] != filters:
-            raise BadRequest("The nextToken was issued for a different request.")
-        return issued[1]
-
-    def _suppression(self, key):
-        found = self.suppressions.get(key)
-        if found is None:
-            raise AwsError(404, "ResourceNotFoundException", "The suppression does not exist.")
-        return found
+            return _SERVED[operation](self._state(scope), request, path)
 
     # --- moto --------------------------------------------------------------------------------
 
@@ -490,6 +609,14 @@ class Emulator:
             conn.close()
         kept = [(n, v) for n, v in response.getheaders() if n.lower() not in _HOP_BY_HOP]
         return response.status, kept, data
+
+
+def _page_size(request):
+    page_size = request.get("maxResults", LIST_FINDINGS_DEFAULT_PAGE)
+    if (isinstance(page_size, bool) or not isinstance(page_size, int)
+            or not 1 <= page_size <= LIST_FINDINGS_MAX_PAGE):
+        raise BadRequest(f"maxResults must be between 1 and {LIST_FINDINGS_MAX_PAGE}")
+    return page_size
 
 
 def _check_and_resource(request):
@@ -556,18 +683,6 @@ def _json_object(body):
     return request
 
 
-# The operations the emulator serves itself (the rest goes to moto).
-_SERVED = {
-    "ListAuditFindings": None,
-    "DescribeAuditFinding": None,
-    "CreateAuditSuppression": Emulator.create_audit_suppression,
-    "UpdateAuditSuppression": Emulator.update_audit_suppression,
-    "DescribeAuditSuppression": Emulator.describe_audit_suppression,
-    "ListAuditSuppressions": Emulator.list_audit_suppressions,
-    "DeleteAuditSuppression": Emulator.delete_audit_suppression,
-}
-
-
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"    # keep-alive towards clients: every answer has a length
     server_version = "iot-emulator"
@@ -609,14 +724,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def aws_operation(self, path, body):
         """Serves one AWS operation with its faults; returns a description for the log."""
         operation, policy_name, version_id = classify(self.command, path)
-        entry = self.emulator.begin(operation, self.command, path, policy_name, version_id)
+        role = assume_role_request(self.headers, body) if operation == "Other" else None
+        if role:
+            operation = "AssumeRole"
+        scope, access_key = request_scope(self.headers, self.path)
+        entry = self.emulator.begin(operation, self.command, path, policy_name, version_id,
+                                    scope)
+        if role:
+            entry["roleArn"], entry["roleSessionName"] = role
         fault = None
         try:
-            spec = self.emulator.faults.spec_for(operation)
+            faults = self.emulator.faults     # one configuration for the whole request
+            spec = faults.spec_for(scope[0], operation)
             if spec.latency_ms:
                 time.sleep(spec.latency_ms / 1000)
-            fault = entry["fault"] = self.emulator.draw_fault(operation, spec)
-            if fault in ("throttle", "rate_limited"):
+            fault = self.emulator.draw_fault(scope, operation, spec)
+            if not fault and session_expired(scope, access_key):
+                fault = "expired"
+            elif not fault and role and role[0] in faults.unassumable_roles:
+                fault = "denied"
+            entry["fault"] = fault
+            if fault == "expired":
+                self.send_aws_error(403, "ExpiredTokenException",
+                                    "The security token included in the request is expired")
+            elif fault == "denied":
+                self.send_aws_error(403, "AccessDenied", f"Account {scope[0]} is not authorized "
+                                    f"to perform: sts:AssumeRole on resource: {role[0]}")
+            elif fault in ("throttle", "rate_limited"):
                 self.send_aws_error(400, "ThrottlingException", "Rate exceeded.")
             elif fault == "error":
                 self.send_aws_error(500, "InternalFailureException",
@@ -628,7 +762,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if fault == "stall":
                     time.sleep(spec.stall_ms / 1000)
                 if operation in _SERVED:
-                    self.serve(operation, path, body)
+                    self.serve(scope, operation, path, body)
                 elif operation == "ListTargetsForPolicy":
                     self.list_targets_for_policy(body)
                 else:
@@ -637,16 +771,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.emulator.finish(entry, self.answered)
         return f"{operation} fault={fault}" if fault else operation
 
-    def serve(self, operation, path, body):
+    def serve(self, scope, operation, path, body):
         """One of the Device Defender operations moto lacks, served from the emulator's state."""
-        em = self.emulator
         try:
-            if operation == "ListAuditFindings":
-                response = em.list_audit_findings(body)
-            elif operation == "DescribeAuditFinding":
-                response = em.describe_audit_finding(path)
-            else:
-                response = _SERVED[operation](em, _json_object(body))
+            response = self.emulator.serve_audit(scope, operation, path, body)
         except BadRequest as e:
             self.send_aws_error(400, "InvalidRequestException", str(e))
         except AwsError as e:
@@ -736,10 +864,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # --- answers -----------------------------------------------------------------------------
 
     def send_aws_error(self, status, code, message):
-        """An error as AWS restJson1 services (and moto) send it: the SDK takes the code from
-        the x-amzn-ErrorType header (the body's __type is the fallback)."""
+        """An error as AWS services (and moto) send it. restJson1 (IoT) and awsJson (SQS): the
+        SDK takes the code from the x-amzn-ErrorType header (the body's __type is the
+        fallback). A form-encoded request is of the query protocol (STS, SNS): an XML
+        ErrorResponse."""
+        request_id = str(uuid.uuid4())
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            party = "Receiver" if status >= 500 else "Sender"
+            body = (f"<ErrorResponse><Error><Type>{party}</Type><Code>{escape(code)}</Code>"
+                    f"<Message>{escape(message)}</Message></Error>"
+                    f"<RequestId>{request_id}</RequestId></ErrorResponse>")
+            self.send(status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)],
+                      body.encode())
+            return
         self.send_json(status, {"__type": code, "message": message},
-                       [("x-amzn-ErrorType", code), ("x-amzn-RequestId", str(uuid.uuid4()))])
+                       [("x-amzn-ErrorType", code), ("x-amzn-RequestId", request_id)])
 
     def send_json(self, status, obj, headers=()):
         self.send(status, [("Content-Type", "application/json"), *headers],
@@ -813,6 +952,22 @@ def _speed_up_moto_sqs():
         is_message_valid_based_on_retention_period
 
 
+def _cap_moto_sessions(emulator):
+    """Sessions from moto's STS last at most the fault configuration's session_seconds, so
+    that tests see credentials expire and renewed within seconds (moto, unlike STS, takes any
+    DurationSeconds; the SDKs ask for an hour)."""
+    from moto.sts import models
+    assume_role = models.STSBackend.assume_role
+
+    def capped(self, **kwargs):
+        cap = emulator.faults.session_seconds
+        if cap:
+            kwargs["duration"] = min(kwargs["duration"], cap)
+        return assume_role(self, **kwargs)
+
+    models.STSBackend.assume_role = capped
+
+
 def _wait_for_eof(stop):
     # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader holds its lock,
     # and the interpreter aborts at exit when it cannot take that lock.
@@ -848,6 +1003,7 @@ def main(argv=None):
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     emulator = Emulator(*moto.get_host_and_port())
+    _cap_moto_sessions(emulator)
     emulator.warm_up()
     front = FrontServer(("127.0.0.1", args.port), emulator)
     # A short poll interval: shutdown() waits for the serving loop to look.

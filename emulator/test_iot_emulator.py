@@ -19,6 +19,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
+import boto3            # installed with moto[server]
+import botocore.config
+import botocore.exceptions
+
 EMULATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "iot_emulator.py")
 # moto picks the service from the SigV4 credential scope (and the region from it) and does not
 # check the signature; an unsigned request would be routed to its S3 backend.
@@ -29,6 +33,23 @@ CHECK = "IOT_POLICY_OVERLY_PERMISSIVE_CHECK"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 DOCUMENT = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
+NO_FAULTS = {"throttle": 0, "error": 0, "stall": 0, "rate_limited": 0, "expired": 0,
+             "denied": 0}
+# moto's account for any access key it did not issue; and two member accounts.
+DEFAULT_ACCOUNT, A, B = "123456789012", "111111111111", "222222222222"
+
+
+# One attempt per call: the tests count requests and expect each answer as it was given.
+BOTO_CONFIG = botocore.config.Config(retries={"total_max_attempts": 1})
+
+
+def role_arn(account):
+    return f"arn:aws:iam::{account}:role/x"
+
+
+def policy_names(findings):
+    return [f["nonCompliantResource"]["resourceIdentifier"]["policyVersionIdentifier"]
+            ["policyName"] for f in findings]
 
 
 def start_emulator(*extra_args):
@@ -325,6 +346,211 @@ class EmulatorTest(unittest.TestCase):
             "taskId": "EXPIRED", "count": 1, "policyNamePrefix": "WS_AUDIT_"}})
         self.assertEqual(suppressed("EXPIRED"), [False])
 
+    # --- accounts and regions ----------------------------------------------------------------
+
+    def boto(self, service, region="us-east-1", credentials=None):
+        """A boto3 client of the emulator; plain test keys land in moto's default account."""
+        credentials = credentials or {"aws_access_key_id": "test",
+                                      "aws_secret_access_key": "test"}
+        return boto3.client(service, endpoint_url=self.url, region_name=region,
+                            config=BOTO_CONFIG, **credentials)
+
+    def assume(self, account, session="emulator-test", answer=None):
+        """Credentials from moto's STS for the role x of `account`, asked with test keys."""
+        found = self.boto("sts").assume_role(RoleArn=role_arn(account),
+                                             RoleSessionName=session)["Credentials"]
+        if answer is not None:
+            answer.update(found)
+        return {"aws_access_key_id": found["AccessKeyId"],
+                "aws_secret_access_key": found["SecretAccessKey"],
+                "aws_session_token": found["SessionToken"]}
+
+    def seed(self, task, count, prefix, **scope):
+        response = self.control("POST", "/_emulator/findings", {**scope, "generate": {
+            "taskId": task, "count": count, "policyNamePrefix": prefix}})
+        self.assertEqual(response.status, 200, response.body)
+        return response.json
+
+    def test_findings_are_kept_per_account_and_region(self):
+        self.assertEqual(self.seed("T", 3, "A_", account=A), {"added": 3, "total": 3})
+        self.assertEqual(self.seed("T", 1, "A_EU_", account=A, region="eu-west-1"),
+                         {"added": 1, "total": 1})
+        self.assertEqual(self.seed("T", 2, "OWN_"), {"added": 2, "total": 2})
+        a = self.assume(A)
+        a_us, a_eu = self.boto("iot", credentials=a), self.boto("iot", "eu-west-1", a)
+        b_us = self.boto("iot", credentials=self.assume(B))
+
+        def listed(client, **request):
+            return policy_names(client.list_audit_findings(taskId="T", **request)["findings"])
+
+        self.assertEqual(listed(a_us), ["A_00000", "A_00001", "A_00002"])
+        self.assertEqual(listed(a_eu), ["A_EU_00000"])
+        self.assertEqual(listed(b_us), [])
+        self.assertEqual(listed(self.boto("iot")), ["OWN_00000", "OWN_00001"])
+        self.assertEqual(policy_names(self.list_findings(taskId="T").json["findings"]),
+                         ["OWN_00000", "OWN_00001"], "unsigned: the default account")
+
+        finding_id = a_us.list_audit_findings(taskId="T")["findings"][0]["findingId"]
+        self.assertEqual(a_us.describe_audit_finding(findingId=finding_id)["finding"]
+                         ["findingId"], finding_id)
+        for other in (a_eu, b_us):
+            with self.assertRaises(other.exceptions.ResourceNotFoundException):
+                other.describe_audit_finding(findingId=finding_id)
+        token = a_us.list_audit_findings(taskId="T", maxResults=1)["nextToken"]
+        self.assertEqual(len(a_us.list_audit_findings(taskId="T", maxResults=1,
+                                                      nextToken=token)["findings"]), 1)
+        with self.assertRaises(b_us.exceptions.InvalidRequestException):
+            b_us.list_audit_findings(taskId="T", maxResults=1, nextToken=token)
+
+    def test_suppressions_are_kept_per_account_and_region(self):
+        a = self.assume(A)
+        a_us, a_eu = self.boto("iot", credentials=a), self.boto("iot", "eu-west-1", a)
+        b_us = self.boto("iot", credentials=self.assume(B))
+        resource = {"policyVersionIdentifier": {"policyName": "P_00000", "policyVersionId": "1"}}
+        a_us.create_audit_suppression(checkName=CHECK, resourceIdentifier=resource,
+                                      suppressIndefinitely=True, clientRequestToken="t")
+        time.sleep(0.01)
+        for scope in ({"account": A}, {"account": A, "region": "eu-west-1"}, {"account": B}):
+            self.seed("AFTER", 1, "P_", **scope)
+
+        self.assertEqual(len(a_us.list_audit_suppressions(checkName=CHECK)["suppressions"]), 1)
+        for other in (a_eu, b_us):
+            self.assertEqual(other.list_audit_suppressions(checkName=CHECK)["suppressions"], [])
+            with self.assertRaises(other.exceptions.ResourceNotFoundException):
+                other.describe_audit_suppression(checkName=CHECK, resourceIdentifier=resource)
+        suppressed = {name: [f["isSuppressed"] for f in client.list_audit_findings(
+            taskId="AFTER")["findings"]] for name, client in
+            (("a_us", a_us), ("a_eu", a_eu), ("b_us", b_us))}
+        self.assertEqual(suppressed, {"a_us": [True], "a_eu": [False], "b_us": [False]})
+        # The same suppression can be made in another account: nothing there conflicts.
+        b_us.create_audit_suppression(checkName=CHECK, resourceIdentifier=resource,
+                                      suppressIndefinitely=True, clientRequestToken="t")
+        a_us.delete_audit_suppression(checkName=CHECK, resourceIdentifier=resource)
+        self.assertEqual(len(b_us.list_audit_suppressions()["suppressions"]), 1)
+        self.assertEqual(a_us.list_audit_suppressions()["suppressions"], [])
+
+    def test_an_assumed_role_client_works_in_the_roles_account(self):
+        self.seed("T", 2, "A_", account=A)
+        self.control("DELETE", "/_emulator/requests")
+        a_iot = self.boto("iot", credentials=self.assume(A, session="remediator-T"))
+        a_iot.create_policy(policyName="A_00000", policyDocument=DOCUMENT)
+        self.assertEqual(policy_names(a_iot.list_audit_findings(taskId="T")["findings"]),
+                         ["A_00000", "A_00001"])
+        self.assertEqual([p["policyName"] for p in a_iot.list_policies()["policies"]],
+                         ["A_00000"])
+        self.assertIn(":111111111111:", a_iot.get_policy(policyName="A_00000")["policyArn"])
+        own = self.boto("iot")
+        self.assertEqual(own.list_policies()["policies"], [])
+        self.assertEqual(own.list_audit_findings(taskId="T")["findings"], [])
+        self.call("GET", "/policies", signed=True)      # AUTH's test key, in us-east-1
+        eu = AUTH.replace("/us-east-1/", "/eu-west-1/")
+        request = urllib.request.Request(self.url + "/policies", headers={"Authorization": eu})
+        with OPENER.open(request, timeout=10) as r:
+            self.assertEqual(json.loads(r.read()), {"policies": []})
+
+        log = self.request_log()
+        seen = [(r["operation"], r["account"], r["region"]) for r in log["requests"]]
+        self.assertEqual(seen, [
+            ("AssumeRole", DEFAULT_ACCOUNT, "us-east-1"),
+            ("CreatePolicy", A, "us-east-1"), ("ListAuditFindings", A, "us-east-1"),
+            ("ListPolicies", A, "us-east-1"), ("GetPolicy", A, "us-east-1"),
+            ("ListPolicies", DEFAULT_ACCOUNT, "us-east-1"),
+            ("ListAuditFindings", DEFAULT_ACCOUNT, "us-east-1"),
+            ("ListPolicies", DEFAULT_ACCOUNT, "us-east-1"),
+            ("ListPolicies", DEFAULT_ACCOUNT, "eu-west-1")])
+        assumed = log["requests"][0]
+        self.assertEqual((assumed["roleArn"], assumed["roleSessionName"], assumed["status"]),
+                         (role_arn(A), "remediator-T", 200))
+        self.assertNotIn("roleArn", log["requests"][1])
+
+    def test_a_role_made_unassumable_answers_access_denied(self):
+        self.set_faults({"unassumable_roles": [role_arn(B)]})
+        with self.assertRaises(botocore.exceptions.ClientError) as denied:
+            self.assume(B)
+        error = denied.exception.response
+        self.assertEqual((error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]),
+                         ("AccessDenied", 403))
+        self.assertIn(role_arn(B), error["Error"]["Message"])
+        self.boto("iot", credentials=self.assume(A)).list_policies()
+        log = self.request_log()
+        self.assertEqual([(r["operation"], r.get("roleArn"), r["status"], r["fault"])
+                          for r in log["requests"]],
+                         [("AssumeRole", role_arn(B), 403, "denied"),
+                          ("AssumeRole", role_arn(A), 200, None),
+                          ("ListPolicies", None, 200, None)])
+        self.assertEqual(log["faults"], {**NO_FAULTS, "denied": 1})
+        # Other faults of AssumeRole answer in the query protocol's XML, which the SDKs read.
+        self.set_faults({"operations": {"AssumeRole": {"throttle_rate": 1}}})
+        with self.assertRaises(botocore.exceptions.ClientError) as throttled:
+            self.assume(A)
+        self.assertEqual(throttled.exception.response["Error"]["Code"], "ThrottlingException")
+
+    def test_sessions_expire_and_can_be_made_short(self):
+        answer = {}
+        self.boto("iot", credentials=self.assume(A, answer=answer)).list_policies()
+        lifetime = answer["Expiration"].timestamp() - time.time()
+        self.assertGreater(lifetime, 3500, "moto's default, an hour")
+
+        self.set_faults({"session_seconds": 0.5})
+        a_iot = self.boto("iot", credentials=self.assume(A, answer=answer))
+        lifetime = answer["Expiration"].timestamp() - time.time()
+        self.assertLess(lifetime, 0.6)
+        a_iot.create_policy(policyName="A_1", policyDocument=DOCUMENT)
+        time.sleep(max(0, lifetime) + 0.1)
+        with self.assertRaises(botocore.exceptions.ClientError) as expired:
+            a_iot.get_policy(policyName="A_1")
+        error = expired.exception.response
+        self.assertEqual((error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]),
+                         ("ExpiredTokenException", 403))
+        renewed = self.boto("iot", credentials=self.assume(A))
+        self.assertEqual(renewed.get_policy(policyName="A_1")["policyName"], "A_1")
+        log = self.request_log()
+        self.assertEqual(log["faults"], {**NO_FAULTS, "expired": 1})
+        self.assertEqual([r["operation"] for r in log["requests"] if r["fault"]], ["GetPolicy"])
+
+    def test_rate_caps_are_per_account_region_and_operation(self):
+        self.set_faults({"default": {"rate_per_sec": 0.1, "burst": 2}})
+        a = self.assume(A)    # AssumeRole has a bucket of its own
+        clients = {"own": self.boto("iot"), "a_us": self.boto("iot", credentials=a),
+                   "a_eu": self.boto("iot", "eu-west-1", a)}
+
+        def statuses(client):
+            answered = []
+            for _ in range(3):
+                try:
+                    client.list_audit_findings()
+                    answered.append(200)
+                except client.exceptions.ThrottlingException:
+                    answered.append(400)
+            return answered
+
+        for name, client in clients.items():
+            self.assertEqual(statuses(client), [200, 200, 400], name)
+        self.assertEqual(self.request_log()["faults"]["rate_limited"], 3)
+
+    def test_faults_of_one_account(self):
+        self.set_faults({"operations": {"ListPolicies": {"latency_ms": 1}},
+                         "accounts": {A: {"operations": {"ListPolicies": {"error_rate": 1}}}}})
+        a_iot = self.boto("iot", credentials=self.assume(A))
+        b_iot = self.boto("iot", credentials=self.assume(B))
+        with self.assertRaises(a_iot.exceptions.InternalFailureException):
+            a_iot.list_policies()
+        self.assertEqual(b_iot.list_policies()["policies"], [])
+        self.assertEqual(self.boto("iot").list_policies()["policies"], [])
+        faulted = [(r["account"], r["fault"]) for r in self.request_log()["requests"]
+                   if r["operation"] == "ListPolicies"]
+        self.assertEqual(faulted, [(A, "error"), (B, None), (DEFAULT_ACCOUNT, None)])
+
+    def test_seeding_names_a_valid_account_and_region(self):
+        for body in ({"account": "1234", "generate": {"taskId": "T", "count": 1}},
+                     {"account": 111111111111, "generate": {"taskId": "T", "count": 1}},
+                     {"region": "Europe", "generate": {"taskId": "T", "count": 1}},
+                     {"acount": A, "generate": {"taskId": "T", "count": 1}}):
+            response = self.control("POST", "/_emulator/findings", body)
+            self.assertEqual(response.status, 400, body)
+            self.assertIn("message", response.json)
+        self.assertEqual(self.list_findings().json, {"findings": []})
+
     # --- control API -------------------------------------------------------------------------
 
     def test_request_log_counts_and_clear(self):
@@ -334,10 +560,11 @@ class EmulatorTest(unittest.TestCase):
         self.control("GET", "/moto-api/config")    # neither moto-api nor control is logged
         log = self.request_log()
         self.assertEqual(log["counts"], {"GetPolicy": 3, "ListAuditFindings": 1})
-        self.assertEqual(log["faults"], {"throttle": 0, "error": 0, "stall": 0, "rate_limited": 0})
+        self.assertEqual(log["faults"], NO_FAULTS)
         self.assertEqual(log["requests"][0] | {"start": 0, "end": 0}, {
             "operation": "GetPolicy", "method": "GET", "path": "/policies/p%201", "status": 404,
-            "fault": None, "policyName": "p 1", "versionId": None, "start": 0, "end": 0})
+            "fault": None, "policyName": "p 1", "versionId": None, "account": DEFAULT_ACCOUNT,
+            "region": "us-east-1", "start": 0, "end": 0})
         self.assertEqual(log["requests"][3]["policyName"], None)
         self.assertGreaterEqual(log["maxInFlight"], 1)
 
@@ -356,7 +583,8 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.list_findings().json, {"findings": []})
         self.assertEqual(self.call("GET", "/policies").json, {"policies": []})
         self.assertEqual(self.control("GET", "/_emulator/faults").json,
-                         {"seed": 0, "default": {}, "operations": {}})
+                         {"seed": 0, "default": {}, "operations": {}, "accounts": {},
+                          "unassumable_roles": [], "session_seconds": None})
 
     def test_fault_configuration_is_validated(self):
         for config in ({"default": {"throttle_rat": 1}},
@@ -367,12 +595,19 @@ class EmulatorTest(unittest.TestCase):
                        {"default": {"stall_rate": 0.5, "stall_ms": 10, "stall_action": "hang"}},
                        {"default": {"latency_ms": -1}},
                        {"seed": "x"},
-                       {"defaults": {}}):
+                       {"defaults": {}},
+                       {"accounts": {"12345": {}}},
+                       {"accounts": {A: {"operations": {"GetPolicyy": {}}}}},
+                       {"accounts": {A: {"seed": 1}}},
+                       {"unassumable_roles": "arn:aws:iam::111111111111:role/x"},
+                       {"session_seconds": 0}):
             response = self.control("POST", "/_emulator/faults", config)
             self.assertEqual(response.status, 400, config)
             self.assertIn("message", response.json)
         config = {"seed": 7, "default": {"latency_ms": 1},
-                  "operations": {"GetPolicy": {"throttle_rate": 0.5}}}
+                  "operations": {"GetPolicy": {"throttle_rate": 0.5}},
+                  "accounts": {A: {"default": {"error_rate": 0.5}}},
+                  "unassumable_roles": [role_arn(B)], "session_seconds": 900}
         self.set_faults(config)
         self.assertEqual(self.control("GET", "/_emulator/faults").json, config)
         self.assertEqual(self.control("GET", "/_emulator/nothing").status, 404)
@@ -390,7 +625,7 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual([(r["operation"], r["status"], r["fault"]) for r in log["requests"]],
                          [("GetPolicy", 400, "throttle"), ("ListPolicies", 500, "error"),
                           ("CreatePolicy", 200, None)])
-        self.assertEqual(log["faults"], {"throttle": 1, "error": 1, "stall": 0, "rate_limited": 0})
+        self.assertEqual(log["faults"], {**NO_FAULTS, "throttle": 1, "error": 1})
 
     def test_latency(self):
         self.set_faults({"operations": {"ListAuditFindings": {"latency_ms": 300}}})

@@ -63,7 +63,7 @@ async fn a_function_in_china_installs_the_aws_cn_document() {
     let emu = Emulator::start();
     let iot = emu.client_in(CHINA);
     create_policy(&iot, NAME, PERMISSIVE).await;
-    emu.seed_findings(vec![finding(TASK, NAME, "1")]);
+    emu.seed_findings_in(DEFAULT_ACCOUNT, CHINA, vec![finding(TASK, NAME, "1")]);
 
     let finding = run(iot.clone(), in_region(CHINA)).await;
     assert_eq!(finding["outcome"], "remediated", "{finding}");
@@ -96,7 +96,7 @@ async fn a_function_in_china_takes_the_aws_cn_document_for_remediated() {
         .send()
         .await
         .unwrap();
-    emu.seed_findings(vec![finding(TASK, NAME, "1")]);
+    emu.seed_findings_in(DEFAULT_ACCOUNT, CHINA, vec![finding(TASK, NAME, "1")]);
     emu.clear_requests();
 
     let finding = run(iot.clone(), in_region(CHINA)).await;

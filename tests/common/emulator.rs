@@ -17,6 +17,10 @@ use serde_json::{json, Value};
 
 use super::fixtures::{project_dir, CHECK};
 
+/// The account moto puts every request in whose access key it did not issue itself (the
+/// tests' `testing` keys): the function's own account in the tests.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
 pub struct Emulator {
     pub url: String,
     child: Child,
@@ -75,6 +79,29 @@ impl Emulator {
     /// As [`Emulator::client`], in `region` (moto keeps each region's policies apart).
     pub fn client_in(&self, region: &str) -> Client {
         Client::from_conf(self.client_config(region).build())
+    }
+
+    /// The real SDK client of `account` in `region`, signing with credentials from moto's STS
+    /// (`AssumeRole` of `arn:aws:iam::<account>:role/member`, asked with the tests' keys by
+    /// aws-config's own provider): its calls land in that account, as a member account's do.
+    pub async fn member_client(&self, account: &str, region: &str) -> Client {
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await;
+        let role = format!("arn:aws:iam::{account}:role/member");
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("tests")
+            .configure(&base)
+            .build()
+            .await;
+        Client::from_conf(
+            self.client_config(region)
+                .credentials_provider(provider)
+                .build(),
+        )
     }
 
     /// As [`Emulator::client`], with short timeouts so stall tests run in seconds.
@@ -162,21 +189,42 @@ impl Emulator {
         serde_json::from_str(&body).unwrap_or(Value::Null)
     }
 
+    /// Findings of the audit of [`DEFAULT_ACCOUNT`] in `us-east-1`.
     pub fn seed_findings(&self, findings: Vec<Value>) {
+        self.seed_findings_in(DEFAULT_ACCOUNT, "us-east-1", findings);
+    }
+
+    /// Findings of the audit of `account` in `region`: the emulator keeps findings per account
+    /// and region, as AWS does, and shows them only to requests landing there.
+    pub fn seed_findings_in(&self, account: &str, region: &str, findings: Vec<Value>) {
         self.control(
             "POST",
             "/_emulator/findings",
-            Some(json!({ "findings": findings })),
+            Some(json!({ "account": account, "region": region, "findings": findings })),
         );
     }
 
-    /// `count` findings for policies `<prefix>00000`, `<prefix>00001`, ...
+    /// `count` findings for policies `<prefix>00000`, `<prefix>00001`, ... of
+    /// [`DEFAULT_ACCOUNT`] in `us-east-1`.
     pub fn generate_findings(&self, task: &str, prefix: &str, count: usize) {
+        self.generate_findings_in(DEFAULT_ACCOUNT, "us-east-1", task, prefix, count);
+    }
+
+    /// As [`Emulator::generate_findings`], for the audit of `account` in `region`.
+    pub fn generate_findings_in(
+        &self,
+        account: &str,
+        region: &str,
+        task: &str,
+        prefix: &str,
+        count: usize,
+    ) {
         self.control(
             "POST",
             "/_emulator/findings",
-            Some(json!({"generate": {"taskId": task, "checkName": CHECK,
-                "policyNamePrefix": prefix, "count": count, "versionId": "1", "start": 0}})),
+            Some(json!({"account": account, "region": region,
+                "generate": {"taskId": task, "checkName": CHECK, "policyNamePrefix": prefix,
+                    "count": count, "versionId": "1", "start": 0}})),
         );
     }
 
