@@ -10,6 +10,7 @@ mod message;
 mod partition;
 mod restrictive;
 mod rollback;
+mod scope;
 mod screen;
 mod send;
 mod suppression;
@@ -29,6 +30,7 @@ pub use rollback::{
     civil_date, decide_rollback, parse_rollback, restorable, suppression_description,
     RollbackDecision, RollbackError, RollbackRequest,
 };
+pub use scope::{place, session_name, topic_region, Credentials, Foreign, Home, Placement, Scope};
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};
 pub use suppression::{Suppression, Suppressions};
