@@ -3118,3 +3118,68 @@ fn the_policy_evaluator_reads_account_principals_and_subscriptions() {
         "another action"
     );
 }
+
+/// docs/organization.md's commands give member.yaml every parameter it has no default for and
+/// only parameters it has, and give the central stack only parameters template.yaml has.
+#[test]
+fn organization_guide_names_the_parameters_that_exist() {
+    let guide = read("docs/organization.md");
+    let named = |marker: &str, end: char| -> BTreeSet<String> {
+        guide
+            .split(marker)
+            .skip(1)
+            .filter_map(|rest| rest.split(end).next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let declared = |template: &Value| -> BTreeSet<String> {
+        template["Parameters"]
+            .as_mapping()
+            .expect("Parameters")
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    };
+    let (member, central) = (member(), template());
+    let given = named("ParameterKey=", ',');
+    assert!(given.is_subset(&declared(&member)), "{given:?}");
+    let required: BTreeSet<String> = member["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .filter(|(_, p)| p.get("Default").is_none())
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        required.is_subset(&given),
+        "required: {required:?}, given: {given:?}"
+    );
+
+    // The lines of the command after --parameter-overrides, up to the last continued one.
+    let after = guide
+        .split("--parameter-overrides")
+        .nth(1)
+        .expect("the central stack's --parameter-overrides");
+    let mut lines = Vec::new();
+    for line in after.lines() {
+        lines.push(line);
+        if !line.trim_end().ends_with('\\') {
+            break;
+        }
+    }
+    let overridden: BTreeSet<String> = lines
+        .iter()
+        .flat_map(|line| line.split_whitespace())
+        .filter_map(|word| word.split_once('=').map(|(k, _)| k.to_owned()))
+        .collect();
+    assert!(overridden.contains("MemberRoleName"), "{overridden:?}");
+    let central_parameters = declared(&central);
+    for name in &overridden {
+        if !name.starts_with("--") {
+            assert!(
+                central_parameters.contains(name),
+                "template.yaml has no {name}"
+            );
+        }
+    }
+}
