@@ -1579,6 +1579,14 @@ const EXTERNAL_ID: &str = "4d3c2b1a-external";
 const ROLE_REGION: &str = "us-east-1";
 const OTHER_REGION: &str = "eu-west-1";
 const ORGANIZATION: &str = "o-a1b2c3d4e5";
+/// What member.yaml has no default for, as the StackSet gives it.
+const MEMBER_PARAMETERS: [(&str, &str); 5] = [
+    ("CentralAccountId", CENTRAL_ACCOUNT),
+    ("CentralRoleName", CENTRAL_ROLE_NAME),
+    ("CentralFunctionArn", CENTRAL_FUNCTION_ARN),
+    ("MemberExternalId", EXTERNAL_ID),
+    ("RoleRegion", ROLE_REGION),
+];
 
 /// Parameters given to a deployment, by name.
 type Overrides<'a> = &'a [(&'a str, &'a str)];
@@ -1604,19 +1612,12 @@ impl Deployment {
 
     /// A deployment of member.yaml, in `region` (its role exists in RoleRegion only).
     fn member(region: &str, overrides: Overrides) -> Self {
-        let required = [
-            ("CentralAccountId", CENTRAL_ACCOUNT),
-            ("CentralRoleName", CENTRAL_ROLE_NAME),
-            ("CentralFunctionArn", CENTRAL_FUNCTION_ARN),
-            ("MemberExternalId", EXTERNAL_ID),
-            ("RoleRegion", ROLE_REGION),
-        ];
         let pseudo = [
             ("AWS::Region", region),
             ("AWS::AccountId", MEMBER_ACCOUNT),
             ("AWS::Partition", "aws"),
         ];
-        let all: Vec<(&str, &str)> = required
+        let all: Vec<(&str, &str)> = MEMBER_PARAMETERS
             .into_iter()
             .chain(pseudo)
             .chain(overrides.iter().copied())
@@ -2911,20 +2912,11 @@ fn member_role_grants_exactly_the_iot_actions_on_the_prefix() {
 /// conditions included), and scheduled audit; the member takes the same audit parameters.
 #[test]
 fn member_configures_device_defender_as_the_central_stack_does() {
-    let given = [
-        ("CentralAccountId", CENTRAL_ACCOUNT),
-        ("CentralRoleName", CENTRAL_ROLE_NAME),
-        ("CentralFunctionArn", CENTRAL_FUNCTION_ARN),
-        ("MemberExternalId", EXTERNAL_ID),
-        ("RoleRegion", ROLE_REGION),
-    ];
     for schedule in ["NONE", "DAILY", "WEEKLY"] {
         let schedule = ("AuditSchedule", schedule);
-        let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
-            extra.iter().copied().chain([schedule]).collect()
-        };
-        let member = Deployment::of(&member(), &with(&given));
-        let central = Deployment::new(&with(&[("ConfigureAuditNotifications", "true")]));
+        // No pseudo parameters: both stay symbolic, as the central stack's do.
+        let member = Deployment::of(&member(), &[&MEMBER_PARAMETERS[..], &[schedule]].concat());
+        let central = Deployment::new(&[("ConfigureAuditNotifications", "true"), schedule]);
         for name in [
             "AuditConfiguration",
             "AuditRole",
