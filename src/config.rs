@@ -317,19 +317,15 @@ fn topic_from_lookup(
 fn member_from_lookup(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<MemberConfig>, ConfigError> {
-    let set = |name| {
-        lookup(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let set = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let of = |extra: &str, c: char| c.is_ascii_alphanumeric() || extra.contains(c);
-    let external_id = set("MEMBER_EXTERNAL_ID");
+    let external_id = set(lookup("MEMBER_EXTERNAL_ID"));
     if let Some(id) = &external_id {
         if !(2..=1224).contains(&id.len()) || !id.chars().all(|c| of("+=,.@:/_-", c)) {
             return Err(ConfigError::BadExternalId);
         }
     }
-    let Some(role_name) = set("MEMBER_ROLE_NAME") else {
+    let Some(role_name) = set(lookup("MEMBER_ROLE_NAME")) else {
         return match external_id {
             Some(_) => Err(ConfigError::ExternalIdWithoutRole),
             None => Ok(None),
