@@ -6,6 +6,8 @@ mod common;
 use common::*;
 use iot_audit_remediator::aws::{Connector, Throttles};
 use iot_audit_remediator::domain::{Credentials, Placement, Scope};
+use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::sns::handle_event;
 
 const MEMBER: &str = "111111111111";
 
@@ -79,4 +81,126 @@ async fn each_placement_calls_in_its_own_account_and_region() {
         .send()
         .await
         .is_err());
+}
+
+const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:remediator";
+const MEMBER_B: &str = "222222222222";
+
+/// An SNS record of `account`'s audit `task`, published on a topic in `region`.
+fn audit_record(account: &str, region: &str, task: &str) -> serde_json::Value {
+    let message = serde_json::json!({"accountId": account, "taskId": task, "taskStatus": "COMPLETED",
+        "taskType": "ON_DEMAND_AUDIT_TASK", "auditDetails": [{"checkName": CHECK,
+        "checkRunStatus": "COMPLETED_NON_COMPLIANT", "nonCompliantResourcesCount": 1}]});
+    serde_json::json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "x",
+        "Sns": {"Type": "Notification", "MessageId": format!("m-{task}"),
+            "TopicArn": format!("arn:aws:sns:{region}:{account}:audits"), "Subject": null,
+            "Message": message.to_string(), "Timestamp": "2026-12-01T00:00:00.000Z",
+            "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
+            "MessageAttributes": {}}})
+}
+
+fn with_member_role(role: Option<&str>) -> iot_audit_remediator::config::Config {
+    iot_audit_remediator::config::Config {
+        member: role.map(|name| iot_audit_remediator::config::MemberConfig {
+            role_name: name.into(),
+            external_id: None,
+        }),
+        ..deleting_config()
+    }
+}
+
+/// SPEC §11 end to end: one SNS event with audits of the function's own account, member A in
+/// us-east-1 and member B in eu-west-1: each remediated in its own account and region, with
+/// the credentials of that account; nothing of one touched by another's findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
+    let emu = Emulator::start();
+    let cases = [
+        (DEFAULT_ACCOUNT, "us-east-1", "t-own", "WS_AUDIT_Own"),
+        (MEMBER, "us-east-1", "t-a", "WS_AUDIT_A"),
+        (MEMBER_B, "eu-west-1", "t-b", "WS_AUDIT_B"),
+    ];
+    for (account, region, task, policy) in cases {
+        let iot = emu.member_client(account, region).await;
+        create_policy(&iot, policy, PERMISSIVE).await;
+        emu.seed_findings_in(account, region, vec![finding(task, policy, "1")]);
+    }
+    emu.clear_requests();
+    let app = emu
+        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .await;
+    let event = serde_json::json!({"Records": cases.map(|(a, r, t, _)| audit_record(a, r, t))});
+    let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
+    assert_eq!(report.totals.remediated, 3, "{report:#?}");
+    let requests = emu.requests();
+    for (account, region, _, policy) in cases {
+        let iot = emu.member_client(account, region).await;
+        assert_remediated(&iot, policy, false).await;
+    }
+    for r in requests.iter().filter(|r| r["operation"] != "AssumeRole") {
+        let Some(policy) = r["policyName"]
+            .as_str()
+            .filter(|p| p.starts_with("WS_AUDIT_"))
+        else {
+            continue;
+        };
+        let (account, region, _, _) = cases.iter().find(|c| c.3 == policy).unwrap();
+        assert_eq!(
+            (r["account"].as_str(), r["region"].as_str()),
+            (Some(*account), Some(*region)),
+            "{r}"
+        );
+    }
+    let assumed: Vec<&str> = requests
+        .iter()
+        .filter(|r| r["operation"] == "AssumeRole")
+        .filter_map(|r| r["roleArn"].as_str())
+        .collect();
+    assert!(
+        assumed.contains(&"arn:aws:iam::111111111111:role/Remediator"),
+        "{assumed:?}"
+    );
+    assert!(
+        assumed.contains(&"arn:aws:iam::222222222222:role/Remediator"),
+        "{assumed:?}"
+    );
+    assert!(
+        !assumed.iter().any(|a| a.contains(DEFAULT_ACCOUNT)),
+        "own account: no role"
+    );
+}
+
+/// Without `MEMBER_ROLE_NAME` another account's audit is rejected (`foreign_account`) with no
+/// call; the function's own audit in the same event is remediated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_member_role_a_foreign_audit_is_rejected_with_no_call() {
+    let emu = Emulator::start();
+    create_policy(&emu.client(), "WS_AUDIT_Own", PERMISSIVE).await;
+    emu.seed_findings(vec![finding("t-own", "WS_AUDIT_Own", "1")]);
+    emu.seed_findings_in(MEMBER, "us-east-1", vec![finding("t-a", "WS_AUDIT_A", "1")]);
+    emu.clear_requests();
+    let app = emu.org_app(with_member_role(None), FUNCTION).await;
+    let event = serde_json::json!({"Records": [
+        audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own"),
+        audit_record(MEMBER, "us-east-1", "t-a"),
+    ]});
+    let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(v["records"][0]["outcome"], "processed");
+    assert_eq!(v["records"][1]["outcome"], "rejected");
+    assert!(
+        v["records"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("foreign_account"),
+        "{v}"
+    );
+    assert_eq!(report.totals.remediated, 1);
+    let foreign: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r["account"] == MEMBER)
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:#?}");
+    assert_eq!(emu.count("ListAuditFindings"), 1, "the own audit's only");
 }

@@ -11,7 +11,7 @@ use super::clients::iot_client_on;
 use super::throttles::Throttles;
 
 /// Builds the IoT client of a placement from the process's own configuration.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Connector {
     base: SdkConfig,
     throttles: Throttles,

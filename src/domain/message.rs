@@ -74,6 +74,8 @@ pub enum RejectReason {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassifiedRecord {
     pub message_id: Option<String>,
+    /// The topic it was published to: its region is the audit's (SPEC §11).
+    pub topic_arn: Option<String>,
     pub message: Result<Message, RejectReason>,
 }
 
@@ -103,6 +105,7 @@ pub fn classify_event(event: &Value) -> Vec<ClassifiedRecord> {
 fn rejected(message_id: Option<String>, reason: RejectReason) -> ClassifiedRecord {
     ClassifiedRecord {
         message_id,
+        topic_arn: None,
         message: Err(reason),
     }
 }
@@ -112,6 +115,7 @@ pub fn classify_record(raw: &Value) -> ClassifiedRecord {
     match SnsRecord::deserialize(raw) {
         Ok(record) => ClassifiedRecord {
             message_id: Some(record.sns.message_id),
+            topic_arn: Some(record.sns.topic_arn).filter(|t| !t.is_empty()),
             message: classify_message(&record.sns.message),
         },
         Err(e) => {

@@ -10,10 +10,10 @@ use thiserror::Error;
 
 use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
-    classify_event, route, AuditDetail, AuditMessage, Finding, Job, Message, Route, Screen,
-    Screener, Suppressions, Target, TaskStatus,
+    classify_event, route, topic_region, AuditDetail, AuditMessage, Finding, Job, Message, Route,
+    Screen, Screener, Suppressions, Target, TaskStatus,
 };
-use crate::engine::{now_ms, App, Cutoff, Pool};
+use crate::engine::{now_ms, App, Cutoff, Pool, ScopeError};
 use crate::report::{
     AuditReport, CheckHandling, CheckReport, FindingReport, NotificationKind, Outcome,
     RecordOutcome, RecordReport, RecordSkipReason, Report,
@@ -84,7 +84,10 @@ pub async fn handle_event<P: Iot>(
             Err(reason) => RecordOutcome::Rejected {
                 reason: reason.to_string(),
             },
-            Ok(message) => record_outcome(app, message, cutoff, &mut notices).await,
+            Ok(message) => {
+                let topic = record.topic_arn.as_deref();
+                record_outcome(app, message, topic, cutoff, &mut notices).await
+            }
         };
         report.push(RecordReport {
             message_id: record.message_id,
@@ -99,6 +102,7 @@ pub async fn handle_event<P: Iot>(
 pub(super) async fn record_outcome<P: Iot>(
     app: &Arc<App<P>>,
     message: Message,
+    topic_arn: Option<&str>,
     cutoff: Cutoff,
     notices: &mut Notices<'_>,
 ) -> RecordOutcome {
@@ -128,13 +132,36 @@ pub(super) async fn record_outcome<P: Iot>(
             Some(audit.task_id),
             format!("taskStatus is {}", audit.task_status),
         ),
-        Message::Audit(audit) => {
-            let report = handle_audit(app, &audit, cutoff).await;
-            let account = audit.account_id.as_deref();
-            notices.audit(NotificationKind::Audit, &report, account, None);
-            RecordOutcome::Processed(report)
-        }
+        Message::Audit(audit) => audit_outcome(app, &audit, topic_arn, cutoff, notices).await,
     }
+}
+
+/// A completed audit, worked on in its account and region (SPEC §11), then notified.
+async fn audit_outcome<P: Iot>(
+    app: &Arc<App<P>>,
+    audit: &AuditMessage,
+    topic_arn: Option<&str>,
+    cutoff: Cutoff,
+    notices: &mut Notices<'_>,
+) -> RecordOutcome {
+    let region = topic_arn.and_then(topic_region);
+    let account = audit.account_id.as_deref();
+    let app = match app.for_audit(account, region, &audit.task_id).await {
+        Ok(app) => app,
+        Err(ScopeError::Foreign(f)) => {
+            return RecordOutcome::Rejected {
+                reason: format!("foreign_account: {f}"),
+            }
+        }
+        Err(other) => {
+            return RecordOutcome::Rejected {
+                reason: other.to_string(),
+            }
+        }
+    };
+    let report = handle_audit(&app, audit, cutoff).await;
+    notices.audit(NotificationKind::Audit, &report, account, None);
+    RecordOutcome::Processed(report)
 }
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive

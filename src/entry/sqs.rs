@@ -80,7 +80,8 @@ pub async fn handle_jobs<P: Iot>(
             Err(reason) => RecordOutcome::Rejected {
                 reason: reason.to_string(),
             },
-            Ok(message) => record_outcome(app, message, cutoff, &mut notices).await,
+            // A raw message names no topic; an envelope's is not read yet: the home region.
+            Ok(message) => record_outcome(app, message, None, cutoff, &mut notices).await,
         };
         batch.file_message(delivery, outcome);
     }

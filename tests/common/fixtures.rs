@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_iot::Client;
-use iot_audit_remediator::aws::{SdkIot, Throttles};
+use iot_audit_remediator::aws::{Connector, SdkIot, Throttles};
 use iot_audit_remediator::config::{Config, FanoutConfig};
-use iot_audit_remediator::domain::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
+use iot_audit_remediator::domain::{Home, RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use iot_audit_remediator::engine::{App, SdkClients};
 use serde_json::{json, Value};
 
@@ -70,6 +70,7 @@ fn clients(iot: Client) -> SdkClients {
         sqs: None,
         sns: None,
         throttles: Throttles::default(),
+        connector: None,
     }
 }
 
@@ -100,6 +101,22 @@ impl Emulator {
     /// [`fanout_app`] on this emulator's IoT and SQS clients.
     pub fn fanout_app(&self, config: Config) -> Arc<App<SdkIot>> {
         fanout_app(self.client(), self.sqs(), config)
+    }
+
+    /// [`app`] serving many accounts and regions (SPEC §11) as the function at `function_arn`:
+    /// other accounts through moto's STS (their calls land in the assumed role's account).
+    pub async fn org_app(&self, config: Config, function_arn: &str) -> Arc<App<SdkIot>> {
+        let connector = Connector::new(self.sdk_config().await, Throttles::default(), None);
+        let app = app_on(
+            SdkClients {
+                connector: Some(connector),
+                ..clients(self.client())
+            },
+            config,
+        );
+        let home = Home::from_function_arn(function_arn).expect("a function ARN");
+        app.home.set(home).expect("a new app has no home yet");
+        app
     }
 
     /// [`app`] with this emulator's SNS client for the topic `config` names (and its SQS
