@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -59,44 +59,52 @@ fn answer(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body
 }
 
 /// Serves `events` one by one and sends back what the function answered for each (the body of
-/// its `/response` or `/error` post). After the last one, `next` is never answered.
+/// its `/response` or `/error` post). After the last one, `next` is never answered. Each
+/// connection has its own thread: the runtime's client may open a new one while an idle one is
+/// still open (it does so under load), and a server reading only the first would never see it.
 fn runtime_api(listener: TcpListener, events: Vec<Value>, answers: mpsc::Sender<Value>) {
-    let mut events = events.into_iter().enumerate();
+    let events = Arc::new(Mutex::new(events.into_iter().enumerate()));
     for stream in listener.incoming() {
-        let mut stream = stream.unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        while let Some((line, body)) = read_request(&mut reader) {
-            if line.contains("/runtime/invocation/next") {
-                let Some((i, event)) = events.next() else {
-                    return;
-                };
-                let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-                    + Duration::from_secs(300);
-                let headers = [
-                    ("Lambda-Runtime-Aws-Request-Id", format!("request-{i}")),
-                    (
-                        "Lambda-Runtime-Deadline-Ms",
-                        deadline.as_millis().to_string(),
-                    ),
-                    (
-                        "Lambda-Runtime-Invoked-Function-Arn",
-                        FUNCTION_ARN.to_owned(),
-                    ),
-                    ("Content-Type", "application/json".to_owned()),
-                ];
-                answer(
-                    &mut stream,
-                    "200 OK",
-                    &headers,
-                    event.to_string().as_bytes(),
-                );
-            } else {
-                answer(&mut stream, "202 Accepted", &[], b"{}");
-                answers
-                    .send(serde_json::from_slice(&body).unwrap())
-                    .unwrap();
-            }
+        let (events, answers) = (Arc::clone(&events), answers.clone());
+        let stream = stream.unwrap();
+        std::thread::spawn(move || serve_connection(stream, &events, &answers));
+    }
+}
+
+type Events = Mutex<std::iter::Enumerate<std::vec::IntoIter<Value>>>;
+
+fn serve_connection(mut stream: TcpStream, events: &Events, answers: &mpsc::Sender<Value>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    while let Some((line, body)) = read_request(&mut reader) {
+        if !line.contains("/runtime/invocation/next") {
+            answer(&mut stream, "202 Accepted", &[], b"{}");
+            // The test may have finished (and dropped the receiver) by now.
+            let _ = answers.send(serde_json::from_slice(&body).unwrap());
+            continue;
         }
+        let Some((i, event)) = events.lock().unwrap().next() else {
+            return;
+        };
+        let deadline =
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(300);
+        let headers = [
+            ("Lambda-Runtime-Aws-Request-Id", format!("request-{i}")),
+            (
+                "Lambda-Runtime-Deadline-Ms",
+                deadline.as_millis().to_string(),
+            ),
+            (
+                "Lambda-Runtime-Invoked-Function-Arn",
+                FUNCTION_ARN.to_owned(),
+            ),
+            ("Content-Type", "application/json".to_owned()),
+        ];
+        answer(
+            &mut stream,
+            "200 OK",
+            &headers,
+            event.to_string().as_bytes(),
+        );
     }
 }
 
