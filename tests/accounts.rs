@@ -109,31 +109,52 @@ fn with_member_role(role: Option<&str>) -> iot_audit_remediator::config::Config 
     }
 }
 
+/// Where an audit ran: account, region, task, and the one permissive policy it found.
+type Audit = (&'static str, &'static str, &'static str, &'static str);
+
+/// Audits of the function's own account, member A in us-east-1 and member B in eu-west-1.
+const THREE: [Audit; 3] = [
+    (DEFAULT_ACCOUNT, "us-east-1", "t-own", "WS_AUDIT_Own"),
+    (MEMBER, "us-east-1", "t-a", "WS_AUDIT_A"),
+    (MEMBER_B, "eu-west-1", "t-b", "WS_AUDIT_B"),
+];
+
+/// Each audit's policy, permissive, in its account and region, and its finding there; then a
+/// clean request log.
+async fn seed_audits(emu: &Emulator, audits: &[Audit]) {
+    for &(account, region, task, policy) in audits {
+        let iot = emu.member_client(account, region).await;
+        create_policy(&iot, policy, PERMISSIVE).await;
+        emu.seed_findings_in(account, region, vec![finding(task, policy, "1")]);
+    }
+    emu.clear_requests();
+}
+
+/// One SNS event with a record of each audit.
+fn event_of(audits: &[Audit]) -> serde_json::Value {
+    let records: Vec<_> = audits
+        .iter()
+        .map(|&(account, region, task, _)| audit_record(account, region, task))
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
 /// SPEC §11 end to end: one SNS event with audits of the function's own account, member A in
 /// us-east-1 and member B in eu-west-1: each remediated in its own account and region, with
 /// the credentials of that account; nothing of one touched by another's findings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
     let emu = Emulator::start();
-    let cases = [
-        (DEFAULT_ACCOUNT, "us-east-1", "t-own", "WS_AUDIT_Own"),
-        (MEMBER, "us-east-1", "t-a", "WS_AUDIT_A"),
-        (MEMBER_B, "eu-west-1", "t-b", "WS_AUDIT_B"),
-    ];
-    for (account, region, task, policy) in cases {
-        let iot = emu.member_client(account, region).await;
-        create_policy(&iot, policy, PERMISSIVE).await;
-        emu.seed_findings_in(account, region, vec![finding(task, policy, "1")]);
-    }
-    emu.clear_requests();
+    seed_audits(&emu, &THREE).await;
     let app = emu
         .org_app(with_member_role(Some("Remediator")), FUNCTION)
         .await;
-    let event = serde_json::json!({"Records": cases.map(|(a, r, t, _)| audit_record(a, r, t))});
-    let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
+    let report = handle_event(&app, &event_of(&THREE), Cutoff::NONE)
+        .await
+        .unwrap();
     assert_eq!(report.totals.remediated, 3, "{report:#?}");
     let requests = emu.requests();
-    for (account, region, _, policy) in cases {
+    for (account, region, _, policy) in THREE {
         let iot = emu.member_client(account, region).await;
         assert_remediated(&iot, policy, false).await;
     }
@@ -144,7 +165,7 @@ async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
         else {
             continue;
         };
-        let (account, region, _, _) = cases.iter().find(|c| c.3 == policy).unwrap();
+        let (account, region, _, _) = THREE.iter().find(|c| c.3 == policy).unwrap();
         assert_eq!(
             (r["account"].as_str(), r["region"].as_str()),
             (Some(*account), Some(*region)),
@@ -203,4 +224,126 @@ async fn without_a_member_role_a_foreign_audit_is_rejected_with_no_call() {
         .collect();
     assert!(foreign.is_empty(), "{foreign:#?}");
     assert_eq!(emu.count("ListAuditFindings"), 1, "the own audit's only");
+}
+
+/// `role` was asked for once and refused (not retried: the record fails at once, and the
+/// event's retry asks again), and no other call landed in its account, or in its region
+/// (where the audit's calls would have gone with the function's own keys).
+fn assert_refused_once(requests: &[serde_json::Value], role: &str, account: &str, region: &str) {
+    let tried: Vec<_> = requests.iter().filter(|r| r["roleArn"] == role).collect();
+    assert_eq!(tried.len(), 1, "{tried:#?}");
+    assert_eq!(
+        (&tried[0]["status"], &tried[0]["fault"]),
+        (&403.into(), &"denied".into())
+    );
+    let strays: Vec<_> = requests
+        .iter()
+        .filter(|r| r["operation"] != "AssumeRole")
+        .filter(|r| r["account"] == account || r["region"] == region)
+        .collect();
+    assert!(strays.is_empty(), "{strays:#?}");
+}
+
+/// An `AssumeRole` that fails fails that audit's record, not the others (issue #12): member
+/// B's role is refused; the own and member A audits are remediated where they ran, B's
+/// listing fails on the refused role with no call in B's account, and the invocation errors
+/// so that Lambda retries the event. The retry, once the role can be assumed, finishes B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_role_that_cannot_be_assumed_fails_that_record_only() {
+    let emu = Emulator::start();
+    seed_audits(&emu, &THREE).await;
+    let refused = format!("arn:aws:iam::{MEMBER_B}:role/Remediator");
+    emu.faults(serde_json::json!({ "unassumable_roles": [refused] }));
+    let app = emu
+        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .await;
+    let err = handle_event(&app, &event_of(&THREE), Cutoff::NONE)
+        .await
+        .unwrap_err();
+    let requests = emu.requests();
+    assert_eq!(
+        (err.failed, err.deferred, err.listing_errors, err.remediated),
+        (0, 0, 1, 2)
+    );
+    let v = serde_json::to_value(&err.report).unwrap();
+    for (record, audit) in v["records"].as_array().unwrap().iter().zip(THREE) {
+        assert_eq!(record["outcome"], "processed", "{record}");
+        let remediated = usize::from(audit.0 != MEMBER_B);
+        assert_eq!(record["totals"]["remediated"], remediated, "{record}");
+    }
+    // B's findings were never listed: its first call failed on the refused role.
+    let b = &v["records"][2];
+    assert_eq!(b["findings"], serde_json::json!([]), "{b}");
+    let error = b["checks"][0]["listingError"].as_str().unwrap();
+    assert!(error.starts_with("ListAuditSuppressions: "), "{error}");
+    assert!(
+        error.contains("AccessDenied") && error.contains(&refused),
+        "{error}"
+    );
+    for &(account, region, _, policy) in &THREE[..2] {
+        assert_remediated(&emu.member_client(account, region).await, policy, false).await;
+    }
+    let (account, region, _, policy) = THREE[2];
+    let b_iot = emu.member_client(account, region).await;
+    assert_eq!(
+        versions(&b_iot, policy).await,
+        vec![("1".to_owned(), true, permissive())]
+    );
+
+    assert_refused_once(&requests, &refused, account, region);
+
+    // Lambda's retry of the event, in the same process, once the role can be assumed.
+    emu.faults(serde_json::json!({}));
+    let report = handle_event(&app, &event_of(&THREE), Cutoff::NONE)
+        .await
+        .unwrap();
+    assert_eq!(report.totals.remediated, 1, "{report:#?}");
+    assert_remediated(&b_iot, policy, false).await;
+}
+
+/// Member credentials are renewed before they expire (SPEC §11): sessions last 15 s and the
+/// member's audit, paced at one call per second per operation, about twice that; every
+/// policy is remediated, with more than one session and no call refused as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_member_audit_outlives_its_session_and_calls_go_on() {
+    const SESSION_SECONDS: f64 = 15.0;
+    const POLICIES: usize = 30;
+    let emu = Emulator::start();
+    let iot = emu.member_client(MEMBER, "us-east-1").await;
+    let names = create_permissive(&iot, "WS_AUDIT_L", POLICIES).await;
+    emu.generate_findings_in(MEMBER, "us-east-1", "t-long", "WS_AUDIT_L", POLICIES);
+    emu.clear_requests();
+    emu.faults(serde_json::json!({ "session_seconds": SESSION_SECONDS }));
+    let config = iot_audit_remediator::config::Config {
+        api_calls_per_second: 1,
+        ..with_member_role(Some("Remediator"))
+    };
+    let app = emu.org_app(config, FUNCTION).await;
+    let event = serde_json::json!({"Records": [audit_record(MEMBER, "us-east-1", "t-long")]});
+    let result = handle_event(&app, &event, Cutoff::NONE).await;
+    let log = emu.control("GET", "/_emulator/requests", None);
+    let requests = log["requests"].as_array().unwrap();
+    let role = format!("arn:aws:iam::{MEMBER}:role/Remediator");
+    let sessions: Vec<f64> = requests
+        .iter()
+        .filter(|r| r["roleArn"] == role.as_str())
+        .map(|r| r["end"].as_f64().unwrap())
+        .collect();
+    let member_calls: Vec<_> = requests.iter().filter(|r| r["account"] == MEMBER).collect();
+    let last = member_calls.last().unwrap()["start"].as_f64().unwrap();
+    eprintln!(
+        "AssumeRole at {sessions:?}; {} member calls, the last at {last}",
+        member_calls.len()
+    );
+    assert!(sessions.len() > 1, "renewed: {sessions:?}");
+    // What makes the test mean something: calls went on past the first session's end.
+    assert!(last > sessions[0] + SESSION_SECONDS, "{sessions:?} {last}");
+    let refused: Vec<_> = member_calls.iter().filter(|r| r["status"] != 200).collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+    assert_eq!(log["faults"]["expired"], 0, "{}", log["faults"]);
+    let report = result.unwrap_or_else(|e| panic!("{:#?}", e.report));
+    assert_eq!(report.totals.remediated, POLICIES, "{report:#?}");
+    for name in &names {
+        assert_remediated(&iot, name, false).await;
+    }
 }

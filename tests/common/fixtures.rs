@@ -157,12 +157,18 @@ pub fn finding(task: &str, policy: &str, version: &str) -> Value {
 
 /// `count` permissive policies `<prefix>00000`, ... and a finding of the task for each.
 pub async fn seed_in_scope(emu: &Emulator, prefix: &str, count: usize) -> Vec<String> {
-    let iot = emu.client();
+    let names = create_permissive(&emu.client(), prefix, count).await;
+    emu.generate_findings(TASK, prefix, count);
+    names
+}
+
+/// `count` permissive policies `<prefix>00000`, ... made through `iot` (so in its account and
+/// region), named as [`Emulator::generate_findings_in`] names their findings.
+pub async fn create_permissive(iot: &Client, prefix: &str, count: usize) -> Vec<String> {
     let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i:05}")).collect();
     for name in &names {
-        create_policy(&iot, name, PERMISSIVE).await;
+        create_policy(iot, name, PERMISSIVE).await;
     }
-    emu.generate_findings(TASK, prefix, count);
     names
 }
 
