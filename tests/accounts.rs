@@ -7,7 +7,9 @@ use common::*;
 use iot_audit_remediator::aws::{Connector, Throttles};
 use iot_audit_remediator::domain::{Credentials, Placement, Scope};
 use iot_audit_remediator::engine::Cutoff;
+use iot_audit_remediator::entry::rollback::handle_rollback;
 use iot_audit_remediator::entry::sns::handle_event;
+use iot_audit_remediator::entry::sqs::handle_jobs;
 
 const MEMBER: &str = "111111111111";
 
@@ -346,4 +348,143 @@ async fn a_long_member_audit_outlives_its_session_and_calls_go_on() {
     for name in &names {
         assert_remediated(&iot, name, false).await;
     }
+}
+
+/// Fan-out across accounts (SPEC §11): the audits of the function's own account and of member
+/// B (eu-west-1) are sent to the queue as jobs naming their account and region; one batch
+/// holding both accounts' jobs verifies and remediates each in its own account and region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
+    let emu = Emulator::start();
+    let two = [THREE[0], THREE[2]];
+    seed_audits(&emu, &two).await;
+    let sqs = emu.sqs();
+    let queues = create_queues(&sqs, "org-jobs", 3, 30).await;
+    let config = iot_audit_remediator::config::Config {
+        member: with_member_role(Some("Remediator")).member,
+        ..fanout_config(&queues.url, 2)
+    };
+    let app = emu.org_app(config, FUNCTION).await;
+    let sent = handle_event(&app, &event_of(&two), Cutoff::NONE)
+        .await
+        .unwrap();
+    assert_eq!(sent.totals.enqueued, 2, "{sent:#?}");
+    let bodies = drain_bodies(&sqs, &queues.url).await;
+    let mut placed: Vec<(String, String)> = bodies
+        .iter()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .map(|j| (j["accountId"].to_string(), j["region"].to_string()))
+        .collect();
+    placed.sort();
+    let expected = [(DEFAULT_ACCOUNT, "us-east-1"), (MEMBER_B, "eu-west-1")]
+        .map(|(a, r)| (format!("{a:?}"), format!("{r:?}")));
+    assert_eq!(placed, expected, "{bodies:?}");
+
+    emu.clear_requests();
+    let records: Vec<serde_json::Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({"messageId": format!("j{i}"), "body": body,
+            "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"})
+        })
+        .collect();
+    let report = handle_jobs(&app, &records, Cutoff::NONE).await;
+    assert!(
+        report.response.batch_item_failures.is_empty(),
+        "{report:#?}"
+    );
+    assert_eq!(report.totals.remediated, 2, "{report:#?}");
+    let scopes: Vec<_> = report
+        .scopes
+        .iter()
+        .map(|s| {
+            (
+                s.account_id.as_str(),
+                s.region.as_str(),
+                s.totals.remediated,
+            )
+        })
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            (DEFAULT_ACCOUNT, "us-east-1", 1),
+            (MEMBER_B, "eu-west-1", 1)
+        ]
+    );
+    for (account, region, _, policy) in two {
+        assert_remediated(&emu.member_client(account, region).await, policy, false).await;
+    }
+    let requests = emu.requests();
+    for (account, region, _, _) in two {
+        let here = |op: &str| {
+            requests
+                .iter()
+                .filter(|r| r["operation"] == op)
+                .filter(|r| r["account"] == account && r["region"] == region)
+                .count()
+        };
+        // Each account's suppressions read once, each job verified against its own finding.
+        assert_eq!(here("ListAuditSuppressions"), 1, "{account}: {requests:#?}");
+        assert_eq!(here("DescribeAuditFinding"), 1, "{account}: {requests:#?}");
+    }
+}
+
+/// An audit whose `accountId` is not its topic's account is rejected (`account_mismatch`)
+/// with no call anywhere: a member topic carries only its own account's audits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_from_another_accounts_topic_is_rejected_with_no_call() {
+    let emu = Emulator::start();
+    seed_audits(&emu, &THREE[..2]).await;
+    let app = emu
+        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .await;
+    // Member A's audit, published on a topic of member B's account.
+    let mut forged = audit_record(MEMBER, "us-east-1", "t-a");
+    forged["Sns"]["TopicArn"] = format!("arn:aws:sns:us-east-1:{MEMBER_B}:audits").into();
+    let event = serde_json::json!({"Records": [forged, audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own")]});
+    let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
+    let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(v["records"][0]["outcome"], "rejected", "{v}");
+    let reason = v["records"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("account_mismatch"), "{reason}");
+    assert_eq!(v["records"][1]["totals"]["remediated"], 1, "{v}");
+    let strays: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r["account"] != DEFAULT_ACCOUNT)
+        .collect();
+    assert!(strays.is_empty(), "{strays:#?}");
+}
+
+/// A rollback event naming a member account and region (SPEC §11) restores the flagged version
+/// there, through the member role, and reports where it worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_names_the_account_and_region_it_undoes() {
+    let emu = Emulator::start();
+    let b = [THREE[2]];
+    seed_audits(&emu, &b).await;
+    let config = iot_audit_remediator::config::Config {
+        member: with_member_role(Some("Remediator")).member,
+        ..test_config()
+    };
+    let app = emu.org_app(config, FUNCTION).await;
+    let done = handle_event(&app, &event_of(&b), Cutoff::NONE)
+        .await
+        .unwrap();
+    assert_eq!(done.totals.remediated, 1, "{done:#?}");
+    let (account, region, task, policy) = b[0];
+    let event =
+        serde_json::json!({"rollback": {"taskId": task, "accountId": account, "region": region}});
+    let report = handle_rollback(&app, &event, Cutoff::NONE).await.unwrap();
+    let v = serde_json::to_value(&report).unwrap();
+    let record = &v["records"][0];
+    assert_eq!(record["totals"]["rolledBack"], 1, "{v}");
+    assert_eq!(
+        (&record["accountId"], &record["region"]),
+        (&account.into(), &region.into())
+    );
+    let iot = emu.member_client(account, region).await;
+    assert_eq!(default_document(&iot, policy).await, permissive());
 }

@@ -4,6 +4,7 @@
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{Region, SdkConfig};
+use aws_sdk_iot::config::IdentityCache;
 
 use crate::domain::{Credentials, Placement};
 
@@ -43,7 +44,12 @@ impl Connector {
             if let Some(id) = &self.external_id {
                 provider = provider.external_id(id);
             }
-            builder = builder.credentials_provider(provider.build().await);
+            // A cache of its own: the one shared through the base configuration keeps the
+            // identities of at most 64 providers, so a process serving more member accounts
+            // and regions would evict sessions and assume the roles again.
+            builder = builder
+                .credentials_provider(provider.build().await)
+                .identity_cache(IdentityCache::lazy().build());
         }
         iot_client_on(builder, &self.throttles)
     }

@@ -1,6 +1,8 @@
 //! The report of an SNS invocation (SPEC §6): records, audits, checks, with a summary log line
 //! per record.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::domain::{AuditDetail, AuditMessage, CheckRunStatus};
@@ -213,6 +215,23 @@ impl Report {
         }
     }
 
+    /// The findings' totals by the account they were worked in (those of audits whose account
+    /// is not known are left out).
+    pub fn totals_by_account(&self) -> BTreeMap<String, Totals> {
+        let mut by_account: BTreeMap<String, Totals> = BTreeMap::new();
+        for record in &self.records {
+            if let RecordOutcome::Processed(audit) = &record.outcome {
+                if let Some(account) = &audit.account_id {
+                    by_account
+                        .entry(account.clone())
+                        .or_default()
+                        .add(&audit.totals);
+                }
+            }
+        }
+        by_account
+    }
+
     /// Adds a record's result, with its summary log line.
     pub fn push(&mut self, record: RecordReport) {
         let id = record.message_id.as_deref().unwrap_or("-");
@@ -223,7 +242,9 @@ impl Report {
                 self.totals.add(&audit.totals);
                 let t = &audit.totals;
                 tracing::info!(
-                    message_id = id, task_id = %audit.task_id, findings = t.findings,
+                    message_id = id, task_id = %audit.task_id,
+                    account = audit.account_id.as_deref().unwrap_or("-"),
+                    region = audit.region.as_deref().unwrap_or("-"), findings = t.findings,
                     remediated = t.remediated, would_remediate = t.would_remediate,
                     skipped = t.skipped, failed = t.failed, deferred = t.deferred, enqueued = t.enqueued,
                     listing_errors = t.listing_errors,

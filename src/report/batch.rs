@@ -1,5 +1,7 @@
 //! The answer to a batch of fan-out jobs: the partial batch response, with counts.
 
+use std::collections::BTreeMap;
+
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde::Serialize;
 
@@ -32,6 +34,24 @@ pub struct JobsReport {
     /// Notifications that could not be sent (each logged at error level).
     #[serde(skip_serializing_if = "is_zero")]
     pub notification_errors: u64,
+}
+
+impl JobsReport {
+    /// The totals of the jobs and of the buffered audits by account.
+    pub fn totals_by_account(&self) -> BTreeMap<String, Totals> {
+        let mut by_account = self
+            .messages
+            .as_ref()
+            .map(Report::totals_by_account)
+            .unwrap_or_default();
+        for scope in &self.scopes {
+            by_account
+                .entry(scope.account_id.clone())
+                .or_default()
+                .add(&scope.totals);
+        }
+        by_account
+    }
 }
 
 /// The outcomes of the jobs of one account and region.

@@ -16,7 +16,10 @@ pub use audit::{
 };
 pub use batch::{JobsReport, ScopeTotals};
 pub use finding::{FindingReport, Outcome, Totals};
-pub use metrics::{emf, emf_line, Counts, Mode, DIMENSION, METRIC_NAMES, UNIT};
+pub use metrics::{
+    account_emf, emf, emf_line, Counts, Mode, ACCOUNT_DIMENSION, ACCOUNT_METRIC_NAMES, DIMENSION,
+    METRIC_NAMES, UNIT,
+};
 pub use notification::{
     notification, reinstall_command, rollback_event, shell_quote, Entry, Notification,
     NotificationInput, NotificationKind, NotificationOutcome, LOG_FIELD_PREFIX, SAFETY_MARGIN,
