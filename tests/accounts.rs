@@ -83,21 +83,7 @@ async fn each_placement_calls_in_its_own_account_and_region() {
         .is_err());
 }
 
-const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:remediator";
 const MEMBER_B: &str = "222222222222";
-
-/// An SNS record of `account`'s audit `task`, published on a topic in `region`.
-fn audit_record(account: &str, region: &str, task: &str) -> serde_json::Value {
-    let message = serde_json::json!({"accountId": account, "taskId": task, "taskStatus": "COMPLETED",
-        "taskType": "ON_DEMAND_AUDIT_TASK", "auditDetails": [{"checkName": CHECK,
-        "checkRunStatus": "COMPLETED_NON_COMPLIANT", "nonCompliantResourcesCount": 1}]});
-    serde_json::json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "x",
-        "Sns": {"Type": "Notification", "MessageId": format!("m-{task}"),
-            "TopicArn": format!("arn:aws:sns:{region}:{account}:audits"), "Subject": null,
-            "Message": message.to_string(), "Timestamp": "2026-12-01T00:00:00.000Z",
-            "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
-            "MessageAttributes": {}}})
-}
 
 fn with_member_role(role: Option<&str>) -> iot_audit_remediator::config::Config {
     iot_audit_remediator::config::Config {
@@ -127,9 +113,9 @@ async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
     }
     emu.clear_requests();
     let app = emu
-        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
         .await;
-    let event = serde_json::json!({"Records": cases.map(|(a, r, t, _)| audit_record(a, r, t))});
+    let event = serde_json::json!({"Records": cases.map(|(a, r, t, _)| audit_record(a, r, t, 1))});
     let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
     assert_eq!(report.totals.remediated, 3, "{report:#?}");
     let requests = emu.requests();
@@ -179,10 +165,10 @@ async fn without_a_member_role_a_foreign_audit_is_rejected_with_no_call() {
     emu.seed_findings(vec![finding("t-own", "WS_AUDIT_Own", "1")]);
     emu.seed_findings_in(MEMBER, "us-east-1", vec![finding("t-a", "WS_AUDIT_A", "1")]);
     emu.clear_requests();
-    let app = emu.org_app(with_member_role(None), FUNCTION).await;
+    let app = emu.org_app(with_member_role(None), HOME_FUNCTION).await;
     let event = serde_json::json!({"Records": [
-        audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own"),
-        audit_record(MEMBER, "us-east-1", "t-a"),
+        audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own", 1),
+        audit_record(MEMBER, "us-east-1", "t-a", 1),
     ]});
     let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
     let v = serde_json::to_value(&report).unwrap();
