@@ -30,7 +30,10 @@ pub use rollback::{
     civil_date, decide_rollback, parse_rollback, restorable, suppression_description,
     RollbackDecision, RollbackError, RollbackRequest,
 };
-pub use scope::{place, session_name, topic_region, Credentials, Foreign, Home, Placement, Scope};
+pub use scope::{
+    check_topic_account, place, session_name, topic_region, AccountMismatch, Credentials, Foreign,
+    Home, Placement, Scope,
+};
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};
 pub use suppression::{Suppression, Suppressions};

@@ -84,6 +84,35 @@ pub fn topic_region(topic_arn: &str) -> Option<&str> {
     }
 }
 
+/// An audit message that names another account than its topic's: a topic of one account
+/// carries only that account's audits (Device Defender publishes to a topic of the audited
+/// account), so such a message is forged or misrouted. This is what makes it safe to let any
+/// member topic of an organization invoke the function.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("the audit names account {account_id} but came from topic {topic_arn}")]
+pub struct AccountMismatch {
+    pub account_id: String,
+    pub topic_arn: String,
+}
+
+/// Checks an audit's `accountId` against the account of the topic it came from; nothing to
+/// check when either is unknown.
+pub fn check_topic_account(
+    account_id: Option<&str>,
+    topic_arn: Option<&str>,
+) -> Result<(), AccountMismatch> {
+    let (Some(account_id), Some(topic_arn)) = (account_id, topic_arn) else {
+        return Ok(());
+    };
+    match topic_arn.split(':').nth(4) {
+        Some(topic_account) if topic_account != account_id => Err(AccountMismatch {
+            account_id: account_id.to_owned(),
+            topic_arn: topic_arn.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn is_account_id(account: &str) -> bool {
     account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
 }
@@ -187,6 +216,23 @@ mod tests {
         ] {
             assert_eq!(topic_region(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_audit_comes_from_a_topic_of_its_own_account() {
+        let topic = "arn:aws:sns:eu-west-1:111111111111:DDA";
+        assert_eq!(check_topic_account(Some(MEMBER), Some(topic)), Ok(()));
+        assert_eq!(
+            check_topic_account(Some(OWN), Some(topic)),
+            Err(AccountMismatch {
+                account_id: OWN.into(),
+                topic_arn: topic.into()
+            })
+        );
+        assert_eq!(check_topic_account(None, Some(topic)), Ok(()));
+        assert_eq!(check_topic_account(Some(OWN), None), Ok(()));
+        // A topic ARN that names no account is left to the region check.
+        assert_eq!(check_topic_account(Some(OWN), Some("not an arn")), Ok(()));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::aws::{Connector, Enqueuer, Pacer, Publisher, SdkIot, Throttles};
 use crate::config::Config;
-use crate::domain::{Home, RestrictivePolicy};
+use crate::domain::{Home, RestrictivePolicy, Scope};
 
 use super::scopes::Scopes;
 
@@ -27,6 +27,9 @@ pub struct App<P> {
     pub home: OnceLock<Home>,
     /// The applications of other accounts and regions; `None`: none are made.
     pub scopes: Option<Scopes<P>>,
+    /// The account and region of an application of another account or region; `None` for
+    /// the function's own (its `home`).
+    pub scope: Option<Scope>,
 }
 
 /// The SDK clients the production wiring takes. `sqs` and `sns` are used only when the
@@ -54,6 +57,7 @@ impl<P> App<P> {
             throttles: Throttles::default(),
             home: OnceLock::new(),
             scopes: None,
+            scope: None,
         }
     }
 }

@@ -51,6 +51,15 @@ impl<P> std::fmt::Debug for Scopes<P> {
     }
 }
 
+impl<P> App<P> {
+    /// The account and region this application's calls land in, when known.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope
+            .as_ref()
+            .or_else(|| self.home.get().map(|home| &home.scope))
+    }
+}
+
 impl<P: Send + Sync + 'static> App<P> {
     /// The application an audit of `account_id` in `region` is worked with: this one for the
     /// function's own account and region (and whenever the function's home is not known, as
@@ -96,6 +105,7 @@ impl<P: Send + Sync + 'static> App<P> {
         let restrictive = RestrictivePolicy::for_partition(partition)
             .map_err(|e| ScopeError::Document(partition, e))?;
         Ok(App {
+            scope: Some(placement.scope.clone()),
             queue: self.queue.clone(),
             notifier: self.notifier.clone(),
             throttles: self.throttles.clone(),

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::Value;
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
-    classify_event, route, topic_region, AuditDetail, AuditMessage, Finding, Job, Message, Route,
-    Screen, Screener, Suppressions, Target, TaskStatus,
+    check_topic_account, classify_event, route, topic_region, AuditDetail, AuditMessage, Finding,
+    Job, Message, RejectReason, Route, Screen, Screener, Suppressions, Target, TaskStatus,
 };
 use crate::engine::{now_ms, App, Cutoff, Pool, ScopeError};
 use crate::report::{
-    AuditReport, CheckHandling, CheckReport, FindingReport, NotificationKind, Outcome,
-    RecordOutcome, RecordReport, RecordSkipReason, Report,
+    AuditReport, CheckHandling, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
+    RecordSkipReason, Report,
 };
 
 use super::notices::Notices;
@@ -79,18 +80,13 @@ pub async fn handle_event<P: Iot>(
 ) -> Result<Report, Incomplete> {
     let mut report = Report::new(app.config.dry_run);
     let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
-    for record in classify_event(event) {
-        let outcome = match record.message {
-            Err(reason) => RecordOutcome::Rejected {
-                reason: reason.to_string(),
-            },
-            Ok(message) => {
-                let topic = record.topic_arn.as_deref();
-                record_outcome(app, message, topic, cutoff, &mut notices).await
-            }
-        };
+    let records = classify_event(event)
+        .into_iter()
+        .map(|r| (r.message_id, r.topic_arn, r.message));
+    for (message_id, outcome) in outcomes(app, records, cutoff).await {
+        notices.record(&outcome);
         report.push(RecordReport {
-            message_id: record.message_id,
+            message_id,
             outcome,
         });
     }
@@ -98,13 +94,34 @@ pub async fn handle_event<P: Iot>(
     Incomplete::check(report)
 }
 
+/// The outcome of each message, tagged with `T`. The messages are worked on side by side:
+/// audits of two accounts or regions each go at their own quota (SPEC §11), and two of one
+/// account share its pacer.
+pub(super) async fn outcomes<P: Iot, T>(
+    app: &Arc<App<P>>,
+    messages: impl IntoIterator<Item = (T, Option<String>, Result<Message, RejectReason>)>,
+    cutoff: Cutoff,
+) -> Vec<(T, RecordOutcome)> {
+    let each = messages
+        .into_iter()
+        .map(|(tag, topic_arn, message)| async move {
+            let outcome = match message {
+                Err(reason) => RecordOutcome::Rejected {
+                    reason: reason.to_string(),
+                },
+                Ok(message) => record_outcome(app, message, topic_arn.as_deref(), cutoff).await,
+            };
+            (tag, outcome)
+        });
+    futures::future::join_all(each).await
+}
+
 /// What one recognised message comes to: only a completed audit is acted on.
-pub(super) async fn record_outcome<P: Iot>(
+async fn record_outcome<P: Iot>(
     app: &Arc<App<P>>,
     message: Message,
     topic_arn: Option<&str>,
     cutoff: Cutoff,
-    notices: &mut Notices<'_>,
 ) -> RecordOutcome {
     let skipped = |reason, task_id, detail| RecordOutcome::Skipped {
         reason,
@@ -132,36 +149,51 @@ pub(super) async fn record_outcome<P: Iot>(
             Some(audit.task_id),
             format!("taskStatus is {}", audit.task_status),
         ),
-        Message::Audit(audit) => audit_outcome(app, &audit, topic_arn, cutoff, notices).await,
+        Message::Audit(audit) => audit_outcome(app, &audit, topic_arn, cutoff).await,
     }
 }
 
-/// A completed audit, worked on in its account and region (SPEC §11), then notified.
+/// A completed audit, worked on in its account and region (SPEC §11). Its log lines name both.
 async fn audit_outcome<P: Iot>(
     app: &Arc<App<P>>,
     audit: &AuditMessage,
     topic_arn: Option<&str>,
     cutoff: Cutoff,
-    notices: &mut Notices<'_>,
 ) -> RecordOutcome {
-    let region = topic_arn.and_then(topic_region);
-    let account = audit.account_id.as_deref();
-    let app = match app.for_audit(account, region, &audit.task_id).await {
+    let app = match audit_app(app, audit, topic_arn).await {
         Ok(app) => app,
-        Err(ScopeError::Foreign(f)) => {
-            return RecordOutcome::Rejected {
-                reason: format!("foreign_account: {f}"),
-            }
-        }
-        Err(other) => {
-            return RecordOutcome::Rejected {
-                reason: other.to_string(),
-            }
-        }
+        Err(reason) => return RecordOutcome::Rejected { reason },
     };
-    let report = handle_audit(&app, audit, cutoff).await;
-    notices.audit(NotificationKind::Audit, &report, account, None);
+    let scope = app.scope().cloned();
+    let account = scope.as_ref().map(|s| s.account.as_str());
+    let region = scope.as_ref().map(|s| s.region.as_str());
+    let span = tracing::info_span!(
+        "audit",
+        account = account.or(audit.account_id.as_deref()),
+        region = region.or(app.config.region.as_deref())
+    );
+    let mut report = handle_audit(&app, audit, cutoff).instrument(span).await;
+    report.place(
+        account.or(audit.account_id.as_deref()),
+        region.or(app.config.region.as_deref()),
+    );
     RecordOutcome::Processed(report)
+}
+
+/// The application of the audit's account and region; the reason it is rejected otherwise.
+async fn audit_app<P: Iot>(
+    app: &Arc<App<P>>,
+    audit: &AuditMessage,
+    topic_arn: Option<&str>,
+) -> Result<Arc<App<P>>, String> {
+    let account = audit.account_id.as_deref();
+    check_topic_account(account, topic_arn).map_err(|e| format!("account_mismatch: {e}"))?;
+    let region = topic_arn.and_then(topic_region);
+    match app.for_audit(account, region, &audit.task_id).await {
+        Ok(app) => Ok(app),
+        Err(ScopeError::Foreign(f)) => Err(format!("foreign_account: {f}")),
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive
@@ -271,10 +303,14 @@ impl Sink<'_> {
                 pool.finished(|(), finding| report.push(finding));
             }
             Sink::Queue { enqueuer, buffer } => {
+                // The worker works the job in the audit's account and region.
+                let scope = ctx.app.scope();
                 buffer.push(Job {
                     task_id: Some(ctx.task_id.to_owned()),
                     finding_id: target.finding_id,
                     policy: target.policy,
+                    account_id: scope.map(|s| s.account.clone()),
+                    region: scope.map(|s| s.region.clone()),
                 });
                 if buffer.len() == BATCH_SIZE {
                     send_jobs(enqueuer, std::mem::take(buffer), report).await;

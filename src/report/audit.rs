@@ -90,6 +90,11 @@ pub struct AuditReport {
     pub task_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
+    /// The account and region the audit was worked in (SPEC §11), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub checks: Vec<CheckReport>,
     pub findings: Vec<FindingReport>,
     pub totals: Totals,
@@ -108,10 +113,18 @@ impl AuditReport {
         Self {
             task_id: task_id.to_owned(),
             task_type: None,
+            account_id: None,
+            region: None,
             checks: Vec::new(),
             findings: Vec::new(),
             totals: Totals::default(),
         }
+    }
+
+    /// Names the account and region the audit was worked in.
+    pub fn place(&mut self, account_id: Option<&str>, region: Option<&str>) {
+        self.account_id = account_id.map(str::to_owned);
+        self.region = region.map(str::to_owned);
     }
 
     /// Logs and counts one finding's result.
@@ -238,13 +251,7 @@ mod tests {
 
     #[test]
     fn totals_count_and_add() {
-        let mut audit = AuditReport {
-            task_id: "t".into(),
-            task_type: None,
-            checks: vec![],
-            findings: vec![],
-            totals: Totals::default(),
-        };
+        let mut audit = AuditReport::for_task("t");
         for outcome in [
             Outcome::Remediated,
             Outcome::Skipped {

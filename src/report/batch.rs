@@ -22,6 +22,9 @@ pub struct JobsReport {
     pub unnamed: usize,
     /// Every job's outcome, and those of the findings of the buffered audit messages.
     pub totals: Totals,
+    /// The jobs' outcomes by the account and region they were worked in (SPEC §11).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeTotals>,
     /// The Device Defender messages the batch carried (SNS → SQS → Lambda), reported as the SNS
     /// door reports them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,6 +32,15 @@ pub struct JobsReport {
     /// Notifications that could not be sent (each logged at error level).
     #[serde(skip_serializing_if = "is_zero")]
     pub notification_errors: u64,
+}
+
+/// The outcomes of the jobs of one account and region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeTotals {
+    pub account_id: String,
+    pub region: String,
+    pub totals: Totals,
 }
 
 fn is_zero<N: Default + PartialEq>(n: &N) -> bool {

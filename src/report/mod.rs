@@ -14,7 +14,7 @@ pub use audit::{
     AuditReport, CheckHandling, CheckReport, RecordOutcome, RecordReport, RecordSkipReason,
     RecordTotals, Report,
 };
-pub use batch::JobsReport;
+pub use batch::{JobsReport, ScopeTotals};
 pub use finding::{FindingReport, Outcome, Totals};
 pub use metrics::{emf, emf_line, Counts, Mode, DIMENSION, METRIC_NAMES, UNIT};
 pub use notification::{
