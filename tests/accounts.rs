@@ -85,21 +85,7 @@ async fn each_placement_calls_in_its_own_account_and_region() {
         .is_err());
 }
 
-const FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:remediator";
 const MEMBER_B: &str = "222222222222";
-
-/// An SNS record of `account`'s audit `task`, published on a topic in `region`.
-fn audit_record(account: &str, region: &str, task: &str) -> serde_json::Value {
-    let message = serde_json::json!({"accountId": account, "taskId": task, "taskStatus": "COMPLETED",
-        "taskType": "ON_DEMAND_AUDIT_TASK", "auditDetails": [{"checkName": CHECK,
-        "checkRunStatus": "COMPLETED_NON_COMPLIANT", "nonCompliantResourcesCount": 1}]});
-    serde_json::json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "x",
-        "Sns": {"Type": "Notification", "MessageId": format!("m-{task}"),
-            "TopicArn": format!("arn:aws:sns:{region}:{account}:audits"), "Subject": null,
-            "Message": message.to_string(), "Timestamp": "2026-12-01T00:00:00.000Z",
-            "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
-            "MessageAttributes": {}}})
-}
 
 fn with_member_role(role: Option<&str>) -> iot_audit_remediator::config::Config {
     iot_audit_remediator::config::Config {
@@ -136,7 +122,7 @@ async fn seed_audits(emu: &Emulator, audits: &[Audit]) {
 fn event_of(audits: &[Audit]) -> serde_json::Value {
     let records: Vec<_> = audits
         .iter()
-        .map(|&(account, region, task, _)| audit_record(account, region, task))
+        .map(|&(account, region, task, _)| audit_record(account, region, task, 1))
         .collect();
     serde_json::json!({ "Records": records })
 }
@@ -149,7 +135,7 @@ async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
     let emu = Emulator::start();
     seed_audits(&emu, &THREE).await;
     let app = emu
-        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
         .await;
     let report = handle_event(&app, &event_of(&THREE), Cutoff::NONE)
         .await
@@ -202,10 +188,10 @@ async fn without_a_member_role_a_foreign_audit_is_rejected_with_no_call() {
     emu.seed_findings(vec![finding("t-own", "WS_AUDIT_Own", "1")]);
     emu.seed_findings_in(MEMBER, "us-east-1", vec![finding("t-a", "WS_AUDIT_A", "1")]);
     emu.clear_requests();
-    let app = emu.org_app(with_member_role(None), FUNCTION).await;
+    let app = emu.org_app(with_member_role(None), HOME_FUNCTION).await;
     let event = serde_json::json!({"Records": [
-        audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own"),
-        audit_record(MEMBER, "us-east-1", "t-a"),
+        audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own", 1),
+        audit_record(MEMBER, "us-east-1", "t-a", 1),
     ]});
     let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
     let v = serde_json::to_value(&report).unwrap();
@@ -257,7 +243,7 @@ async fn a_member_role_that_cannot_be_assumed_fails_that_record_only() {
     let refused = format!("arn:aws:iam::{MEMBER_B}:role/Remediator");
     emu.faults(serde_json::json!({ "unassumable_roles": [refused] }));
     let app = emu
-        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
         .await;
     let err = handle_event(&app, &event_of(&THREE), Cutoff::NONE)
         .await
@@ -320,8 +306,8 @@ async fn a_long_member_audit_outlives_its_session_and_calls_go_on() {
         api_calls_per_second: 1,
         ..with_member_role(Some("Remediator"))
     };
-    let app = emu.org_app(config, FUNCTION).await;
-    let event = serde_json::json!({"Records": [audit_record(MEMBER, "us-east-1", "t-long")]});
+    let app = emu.org_app(config, HOME_FUNCTION).await;
+    let event = serde_json::json!({"Records": [audit_record(MEMBER, "us-east-1", "t-long", 1)]});
     let result = handle_event(&app, &event, Cutoff::NONE).await;
     let log = emu.control("GET", "/_emulator/requests", None);
     let requests = log["requests"].as_array().unwrap();
@@ -364,7 +350,7 @@ async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
         member: with_member_role(Some("Remediator")).member,
         ..fanout_config(&queues.url, 2)
     };
-    let app = emu.org_app(config, FUNCTION).await;
+    let app = emu.org_app(config, HOME_FUNCTION).await;
     let sent = handle_event(&app, &event_of(&two), Cutoff::NONE)
         .await
         .unwrap();
@@ -438,12 +424,12 @@ async fn an_audit_from_another_accounts_topic_is_rejected_with_no_call() {
     let emu = Emulator::start();
     seed_audits(&emu, &THREE[..2]).await;
     let app = emu
-        .org_app(with_member_role(Some("Remediator")), FUNCTION)
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
         .await;
     // Member A's audit, published on a topic of member B's account.
-    let mut forged = audit_record(MEMBER, "us-east-1", "t-a");
+    let mut forged = audit_record(MEMBER, "us-east-1", "t-a", 1);
     forged["Sns"]["TopicArn"] = format!("arn:aws:sns:us-east-1:{MEMBER_B}:audits").into();
-    let event = serde_json::json!({"Records": [forged, audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own")]});
+    let event = serde_json::json!({"Records": [forged, audit_record(DEFAULT_ACCOUNT, "us-east-1", "t-own", 1)]});
     let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
     let v = serde_json::to_value(&report).unwrap();
     assert_eq!(v["records"][0]["outcome"], "rejected", "{v}");
@@ -469,7 +455,7 @@ async fn a_rollback_names_the_account_and_region_it_undoes() {
         member: with_member_role(Some("Remediator")).member,
         ..test_config()
     };
-    let app = emu.org_app(config, FUNCTION).await;
+    let app = emu.org_app(config, HOME_FUNCTION).await;
     let done = handle_event(&app, &event_of(&b), Cutoff::NONE)
         .await
         .unwrap();

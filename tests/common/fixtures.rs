@@ -157,6 +157,23 @@ pub fn finding(task: &str, policy: &str, version: &str) -> Value {
     })
 }
 
+/// The function's ARN when its home is [`super::DEFAULT_ACCOUNT`] in `us-east-1`.
+pub const HOME_FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:remediator";
+
+/// An SNS record of `account`'s audit `task`, published on a topic in `region`, whose overly
+/// permissive check found `non_compliant` resources.
+pub fn audit_record(account: &str, region: &str, task: &str, non_compliant: usize) -> Value {
+    let message = json!({"accountId": account, "taskId": task, "taskStatus": "COMPLETED",
+        "taskType": "ON_DEMAND_AUDIT_TASK", "auditDetails": [{"checkName": CHECK,
+        "checkRunStatus": "COMPLETED_NON_COMPLIANT", "nonCompliantResourcesCount": non_compliant}]});
+    json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "x",
+        "Sns": {"Type": "Notification", "MessageId": format!("m-{task}"),
+            "TopicArn": format!("arn:aws:sns:{region}:{account}:audits"), "Subject": null,
+            "Message": message.to_string(), "Timestamp": "2026-12-01T00:00:00.000Z",
+            "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
+            "MessageAttributes": {}}})
+}
+
 /// `count` permissive policies `<prefix>00000`, ... and a finding of the task for each.
 pub async fn seed_in_scope(emu: &Emulator, prefix: &str, count: usize) -> Vec<String> {
     let names = create_permissive(&emu.client(), prefix, count).await;
