@@ -212,10 +212,7 @@ fn print(case: &Case, wall: Duration, accounts: &BTreeMap<String, Account>) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = bench_args();
     let case = match args
         .iter()
         .map(String::as_str)

@@ -474,3 +474,35 @@ async fn a_rollback_names_the_account_and_region_it_undoes() {
     let iot = emu.member_client(account, region).await;
     assert_eq!(default_document(&iot, policy).await, permissive());
 }
+
+/// SNS → SQS → Lambda across accounts: the SNS envelope a buffer queue carries names the topic,
+/// and so the region, of member B's audit, which is worked in B's account and region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_envelope_is_worked_in_its_topics_region() {
+    let emu = Emulator::start();
+    let b = [THREE[2]];
+    seed_audits(&emu, &b).await;
+    let app = emu
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
+        .await;
+    let (account, region, task, policy) = b[0];
+    let envelope = audit_record(account, region, task, 1)["Sns"].to_string();
+    let records = [
+        serde_json::json!({"messageId": "buffered", "body": envelope,
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}),
+    ];
+    let report = handle_jobs(&app, &records, Cutoff::NONE).await;
+    assert!(
+        report.response.batch_item_failures.is_empty(),
+        "{report:#?}"
+    );
+    let v = serde_json::to_value(&report).unwrap();
+    let audit = &v["messages"]["records"][0];
+    assert_eq!(
+        (&audit["accountId"], &audit["region"]),
+        (&account.into(), &region.into()),
+        "{v}"
+    );
+    assert_eq!(audit["totals"]["remediated"], 1, "{v}");
+    assert_remediated(&emu.member_client(account, region).await, policy, false).await;
+}

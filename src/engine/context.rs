@@ -1,13 +1,15 @@
 //! The application context: what every part of an invocation shares. It holds fields and no
 //! behaviour; its constructors only wire (the SDK clients, paced and counted as configured).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
 
 use crate::aws::{Connector, Enqueuer, Pacer, Publisher, SdkIot, Throttles};
 use crate::config::Config;
-use crate::domain::{Home, RestrictivePolicy, Scope};
-
-use super::scopes::Scopes;
+use crate::domain::{Home, Placement, RestrictivePolicy, Scope};
 
 /// Built once per process, shared by every invocation and every policy task.
 #[derive(Debug)]
@@ -30,6 +32,30 @@ pub struct App<P> {
     /// The account and region of an application of another account or region; `None` for
     /// the function's own (its `home`).
     pub scope: Option<Scope>,
+}
+
+/// Makes the IoT port of a placement; the string names the member role's session.
+pub type Connect<P> = Box<dyn Fn(Placement, String) -> BoxFuture<'static, P> + Send + Sync>;
+
+/// The applications of other accounts and regions, made on first use (`App::for_audit`).
+pub struct Scopes<P> {
+    pub(super) connect: Connect<P>,
+    pub(super) apps: Mutex<HashMap<Scope, Arc<App<P>>>>,
+}
+
+impl<P> Scopes<P> {
+    pub fn new(connect: Connect<P>) -> Self {
+        Self {
+            connect,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Scopes<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scopes").finish_non_exhaustive()
+    }
 }
 
 /// The SDK clients the production wiring takes. `sqs` and `sns` are used only when the

@@ -3,11 +3,7 @@
 //! account and region) and the restrictive document of its partition; the queue, the topic,
 //! the configuration and the throttle count are the function's own, shared.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use tokio::sync::Mutex;
 
 use thiserror::Error;
 
@@ -16,10 +12,7 @@ use crate::domain::{
     Scope,
 };
 
-use super::context::App;
-
-/// Makes the IoT port of a placement; the string names the member role's session.
-pub type Connect<P> = Box<dyn Fn(Placement, String) -> BoxFuture<'static, P> + Send + Sync>;
+use super::context::{App, Scopes};
 
 /// Why an audit has no application to be worked with.
 #[derive(Debug, Error)]
@@ -29,26 +22,6 @@ pub enum ScopeError {
     Foreign(#[from] Foreign),
     #[error("the restrictive document does not render for {0:?}: {1}")]
     Document(Partition, DocumentError),
-}
-
-pub struct Scopes<P> {
-    connect: Connect<P>,
-    apps: Mutex<HashMap<Scope, Arc<App<P>>>>,
-}
-
-impl<P> Scopes<P> {
-    pub fn new(connect: Connect<P>) -> Self {
-        Self {
-            connect,
-            apps: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<P> std::fmt::Debug for Scopes<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scopes").finish_non_exhaustive()
-    }
 }
 
 impl<P> App<P> {

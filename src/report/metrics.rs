@@ -21,19 +21,9 @@ pub const DIMENSION: &str = "Mode";
 /// adding an account adds no metric to the template.
 pub const ACCOUNT_DIMENSION: &str = "Account";
 
-/// The metrics of the per-account objects: the finding outcomes. Rejected records,
-/// notification errors and throttles belong to the invocation, not to one account.
-pub const ACCOUNT_METRIC_NAMES: [&str; 9] = [
-    "Findings",
-    "Remediated",
-    "WouldRemediate",
-    "Skipped",
-    "Failed",
-    "Deferred",
-    "Enqueued",
-    "RolledBack",
-    "ListingErrors",
-];
+/// The metrics that belong to the invocation, not to one account: they are left out of the
+/// per-account objects, which carry the finding outcomes.
+pub const INVOCATION_ONLY: [&str; 3] = ["RejectedRecords", "NotificationErrors", "Throttled"];
 
 /// Every metric's unit: each one counts things.
 pub const UNIT: &str = "Count";
@@ -153,7 +143,7 @@ pub fn emf(namespace: &str, mode: Mode, counts: &Counts, timestamp_ms: u64) -> V
 }
 
 /// The EMF object of one account's findings in the invocation: dimension set
-/// `[["Mode", "Account"]]` and the [`ACCOUNT_METRIC_NAMES`] only. A separate object rather
+/// `[["Mode", "Account"]]` and the metrics that are not [`INVOCATION_ONLY`]. A separate object rather
 /// than a second dimension set on the invocation's: the invocation can span several
 /// accounts, and each account's counts are its own.
 pub fn account_emf(
@@ -167,7 +157,7 @@ pub fn account_emf(
     let values: Vec<(&str, u64)> = counts
         .values()
         .into_iter()
-        .filter(|(name, _)| ACCOUNT_METRIC_NAMES.contains(name))
+        .filter(|(name, _)| !INVOCATION_ONLY.contains(name))
         .collect();
     object(namespace, &dimensions, &values, timestamp_ms)
 }
@@ -315,14 +305,25 @@ mod tests {
     #[test]
     fn an_account_object_has_the_finding_metrics_under_mode_and_account() {
         let v = account_emf(NS, Mode::Jobs, "111111111111", &sample(), TS);
-        assert_eq!(declared_names(&v), ACCOUNT_METRIC_NAMES);
+        let finding_metrics = [
+            "Findings",
+            "Remediated",
+            "WouldRemediate",
+            "Skipped",
+            "Failed",
+            "Deferred",
+            "Enqueued",
+            "RolledBack",
+            "ListingErrors",
+        ];
+        assert_eq!(declared_names(&v), finding_metrics);
         assert_eq!(directive(&v)["Dimensions"], json!([["Mode", "Account"]]));
         assert_eq!(
             (v["Mode"].as_str(), v["Account"].as_str()),
             (Some("jobs"), Some("111111111111"))
         );
         let expected = [12, 1, 2, 3, 4, 5, 6, 7, 9];
-        for (name, n) in ACCOUNT_METRIC_NAMES.iter().zip(expected) {
+        for (name, n) in finding_metrics.iter().zip(expected) {
             assert_eq!(v[*name].as_u64(), Some(n), "{name}");
         }
         for invocation_only in ["RejectedRecords", "NotificationErrors", "Throttled"] {

@@ -17,7 +17,7 @@ pub use audit::{
 pub use batch::{JobsReport, ScopeTotals};
 pub use finding::{FindingReport, Outcome, Totals};
 pub use metrics::{
-    account_emf, emf, emf_line, Counts, Mode, ACCOUNT_DIMENSION, ACCOUNT_METRIC_NAMES, DIMENSION,
+    account_emf, emf, emf_line, Counts, Mode, ACCOUNT_DIMENSION, DIMENSION, INVOCATION_ONLY,
     METRIC_NAMES, UNIT,
 };
 pub use notification::{

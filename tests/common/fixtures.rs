@@ -302,3 +302,12 @@ pub async fn assert_remediated(client: &Client, policy: &str, kept: bool) {
         "{policy}: permissive version kept={kept}: {versions:?}"
     );
 }
+
+/// A benchmark's own arguments: what follows `cargo bench --bench NAME --`, without the
+/// `--bench` flag cargo adds.
+pub fn bench_args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
+}
