@@ -338,7 +338,8 @@ async fn a_long_member_audit_outlives_its_session_and_calls_go_on() {
 
 /// Fan-out across accounts (SPEC §11): the audits of the function's own account and of member
 /// B (eu-west-1) are sent to the queue as jobs naming their account and region; one batch
-/// holding both accounts' jobs verifies and remediates each in its own account and region.
+/// holding both accounts' jobs verifies and remediates each in its own account and region, and
+/// sends one batch notification per account and region, naming them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
     let emu = Emulator::start();
@@ -346,8 +347,10 @@ async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
     seed_audits(&emu, &two).await;
     let sqs = emu.sqs();
     let queues = create_queues(&sqs, "org-jobs", 3, 30).await;
+    let (topic, inbox) = topic_with_inbox(&emu).await;
     let config = iot_audit_remediator::config::Config {
         member: with_member_role(Some("Remediator")).member,
+        notification_topic_arn: Some(topic),
         ..fanout_config(&queues.url, 2)
     };
     let app = emu.org_app(config, HOME_FUNCTION).await;
@@ -366,6 +369,8 @@ async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
         .map(|(a, r)| (format!("{a:?}"), format!("{r:?}")));
     assert_eq!(placed, expected, "{bodies:?}");
 
+    let notified = received(&emu, &inbox).await;
+    assert_eq!(notified.len(), 2, "one per audit: {notified:#?}");
     emu.clear_requests();
     let records: Vec<serde_json::Value> = bodies
         .iter()
@@ -415,6 +420,24 @@ async fn jobs_of_two_accounts_in_one_batch_are_each_worked_in_their_own() {
         assert_eq!(here("ListAuditSuppressions"), 1, "{account}: {requests:#?}");
         assert_eq!(here("DescribeAuditFinding"), 1, "{account}: {requests:#?}");
     }
+    let mut batches: Vec<(String, String, String)> = received(&emu, &inbox)
+        .await
+        .iter()
+        .map(|n| {
+            let summary: serde_json::Value =
+                serde_json::from_str(n["Message"].as_str().unwrap()).unwrap();
+            let attribute = |name: &str| n["MessageAttributes"][name]["Value"].to_string();
+            (
+                attribute("kind"),
+                attribute("account"),
+                summary["region"].to_string(),
+            )
+        })
+        .collect();
+    batches.sort();
+    let expected = [(DEFAULT_ACCOUNT, "us-east-1"), (MEMBER_B, "eu-west-1")]
+        .map(|(a, r)| (r#""batch""#.to_owned(), format!("{a:?}"), format!("{r:?}")));
+    assert_eq!(batches, expected);
 }
 
 /// An audit whose `accountId` is not its topic's account is rejected (`account_mismatch`)

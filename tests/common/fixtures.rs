@@ -105,13 +105,15 @@ impl Emulator {
 
     /// [`app`] serving many accounts and regions (SPEC §11) as the function at `function_arn`:
     /// other accounts through moto's STS (their calls land in the assumed role's account).
-    /// With this emulator's SQS client, for a fan-out queue `config` may name.
+    /// With this emulator's SQS and SNS clients, for a fan-out queue and a notification topic
+    /// `config` may name.
     pub async fn org_app(&self, config: Config, function_arn: &str) -> Arc<App<SdkIot>> {
         let connector = Connector::new(self.sdk_config().await, Throttles::default(), None);
         let app = app_on(
             SdkClients {
                 connector: Some(connector),
                 sqs: Some(self.sqs()),
+                sns: Some(self.sns()),
                 ..clients(self.client())
             },
             config,
