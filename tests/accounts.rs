@@ -75,6 +75,7 @@ async fn each_placement_calls_in_its_own_account_and_region() {
     );
     assert_eq!(assumed[0]["roleArn"], role_arn.as_str());
     assert_eq!(assumed[0]["roleSessionName"], "remediator@task-1");
+    assert_eq!(assumed[0]["externalId"], "ext-1");
     // Nothing of either landed in the function's home region.
     let home = emu.client();
     assert!(home
@@ -146,20 +147,7 @@ async fn audits_of_three_accounts_are_each_remediated_where_they_ran() {
         let iot = emu.member_client(account, region).await;
         assert_remediated(&iot, policy, false).await;
     }
-    for r in requests.iter().filter(|r| r["operation"] != "AssumeRole") {
-        let Some(policy) = r["policyName"]
-            .as_str()
-            .filter(|p| p.starts_with("WS_AUDIT_"))
-        else {
-            continue;
-        };
-        let (account, region, _, _) = THREE.iter().find(|c| c.3 == policy).unwrap();
-        assert_eq!(
-            (r["account"].as_str(), r["region"].as_str()),
-            (Some(*account), Some(*region)),
-            "{r}"
-        );
-    }
+    assert_each_call_where_its_audit_ran(&requests, &THREE);
     let assumed: Vec<&str> = requests
         .iter()
         .filter(|r| r["operation"] == "AssumeRole")
@@ -528,4 +516,111 @@ async fn a_buffered_envelope_is_worked_in_its_topics_region() {
     );
     assert_eq!(audit["totals"]["remediated"], 1, "{v}");
     assert_remediated(&emu.member_client(account, region).await, policy, false).await;
+}
+
+/// Every call but `AssumeRole` landed in the account and region of one of `audits`, a policy's
+/// in its own audit's; each audit's findings were listed there once, its suppressions read once.
+fn assert_each_call_where_its_audit_ran(requests: &[serde_json::Value], audits: &[Audit]) {
+    let place = |r: &serde_json::Value| (r["account"].to_string(), r["region"].to_string());
+    let calls: Vec<_> = requests
+        .iter()
+        .filter(|r| r["operation"] != "AssumeRole")
+        .collect();
+    for r in &calls {
+        let home = audits
+            .iter()
+            .find(|a| place(r) == (format!("{:?}", a.0), format!("{:?}", a.1)));
+        let home = home.unwrap_or_else(|| panic!("a call outside every audit's place: {r}"));
+        if let Some(policy) = r["policyName"].as_str() {
+            assert_eq!(policy, home.3, "{r}");
+        }
+    }
+    for &(account, region, _, _) in audits {
+        let here = |op: &str| {
+            calls
+                .iter()
+                .filter(|r| {
+                    r["operation"] == op && r["account"] == account && r["region"] == region
+                })
+                .count()
+        };
+        assert_eq!(here("ListAuditFindings"), 1, "{account} {region}");
+        assert_eq!(here("ListAuditSuppressions"), 1, "{account} {region}");
+        assert!(here("CreatePolicyVersion") >= 1, "{account} {region}");
+    }
+}
+
+/// The function's own account in another region is worked with its own keys there, no role;
+/// an audit message without `accountId` belongs to its topic's account (member A here), not
+/// to the function's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_keys_in_another_region_and_the_topics_account_without_account_id() {
+    let emu = Emulator::start();
+    let audits: [Audit; 2] = [
+        (DEFAULT_ACCOUNT, "eu-west-1", "t-own-eu", "WS_AUDIT_OwnEu"),
+        (MEMBER, "us-east-1", "t-a", "WS_AUDIT_A"),
+    ];
+    seed_audits(&emu, &audits).await;
+    let app = emu
+        .org_app(with_member_role(Some("Remediator")), HOME_FUNCTION)
+        .await;
+    let mut event = event_of(&audits);
+    let sns = &mut event["Records"][1]["Sns"];
+    let mut message: serde_json::Value =
+        serde_json::from_str(sns["Message"].as_str().unwrap()).unwrap();
+    message.as_object_mut().unwrap().remove("accountId");
+    sns["Message"] = message.to_string().into();
+    let report = handle_event(&app, &event, Cutoff::NONE).await.unwrap();
+    assert_eq!(report.totals.remediated, 2, "{report:#?}");
+    let requests = emu.requests();
+    assert_each_call_where_its_audit_ran(&requests, &audits);
+    let assumed: Vec<_> = requests
+        .iter()
+        .filter(|r| r["operation"] == "AssumeRole")
+        .map(|r| r["roleArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(assumed, [format!("arn:aws:iam::{MEMBER}:role/Remediator")]);
+    for (account, region, _, policy) in audits {
+        assert_remediated(&emu.member_client(account, region).await, policy, false).await;
+    }
+}
+
+/// Without `MEMBER_ROLE_NAME` a job naming another account is rejected and left in
+/// `batchItemFailures` (it reaches the dead-letter queue), with no call; the own job is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_member_role_a_foreign_job_goes_to_the_dead_letter_queue() {
+    let emu = Emulator::start();
+    seed_audits(&emu, &THREE[..1]).await;
+    let app = emu.org_app(with_member_role(None), HOME_FUNCTION).await;
+    let job = |account: &str, policy: &str, task: &str| {
+        let finding_id = finding(task, policy, "1")["findingId"].clone();
+        serde_json::json!({"taskId": task, "findingId": finding_id, "policyName": policy,
+            "policyVersionId": "1", "accountId": account, "region": "us-east-1"})
+    };
+    let records: Vec<_> = [
+        job(DEFAULT_ACCOUNT, "WS_AUDIT_Own", "t-own"),
+        job(MEMBER, "WS_AUDIT_A", "t-a"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, body)| {
+        serde_json::json!({"messageId": format!("j{i}"), "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"})
+    })
+    .collect();
+    let report = handle_jobs(&app, &records, Cutoff::NONE).await;
+    let failed: Vec<_> = report
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["j1"], "{report:#?}");
+    assert_eq!((report.rejected, report.totals.remediated), (1, 1));
+    let foreign: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r["account"] != DEFAULT_ACCOUNT)
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:#?}");
 }

@@ -34,12 +34,14 @@ impl Connector {
     /// IoT call, and a role that cannot be assumed fails that call.
     pub async fn iot(&self, placement: &Placement, session: &str) -> aws_sdk_iot::Client {
         let region = Region::new(placement.scope.region.clone());
-        let own = self.base.to_builder().region(region.clone()).build();
+        let own = self.base.to_builder().region(region).build();
         let mut builder = aws_sdk_iot::config::Builder::from(&own);
         if let Credentials::Member { role_arn } = &placement.credentials {
+            // STS in the function's own region (from the base configuration): it is enabled
+            // there, and a regional endpoint's sessions are valid in every region, so a member
+            // region the central account has not opted into still works.
             let mut provider = AssumeRoleProvider::builder(role_arn)
                 .session_name(session)
-                .region(region)
                 .configure(&self.base);
             if let Some(id) = &self.external_id {
                 provider = provider.external_id(id);

@@ -31,8 +31,8 @@ pub use rollback::{
     RollbackDecision, RollbackError, RollbackRequest,
 };
 pub use scope::{
-    check_topic_account, place, session_name, topic_region, AccountMismatch, Credentials, Foreign,
-    Home, Placement, Scope,
+    audit_account, place, session_name, topic_region, AccountMismatch, Credentials, Foreign, Home,
+    Placement, Scope,
 };
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};

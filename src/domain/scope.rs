@@ -95,21 +95,23 @@ pub struct AccountMismatch {
     pub topic_arn: String,
 }
 
-/// Checks an audit's `accountId` against the account of the topic it came from; nothing to
-/// check when either is unknown.
-pub fn check_topic_account(
-    account_id: Option<&str>,
-    topic_arn: Option<&str>,
-) -> Result<(), AccountMismatch> {
-    let (Some(account_id), Some(topic_arn)) = (account_id, topic_arn) else {
-        return Ok(());
-    };
-    match topic_arn.split(':').nth(4) {
-        Some(topic_account) if topic_account != account_id => Err(AccountMismatch {
-            account_id: account_id.to_owned(),
-            topic_arn: topic_arn.to_owned(),
+/// The account an audit belongs to: its `accountId`, which must be the account of the topic it
+/// came from; without one, the topic's account (so that leaving `accountId` out cannot move an
+/// audit into the function's own account). `None` when neither names one: the function's own.
+pub fn audit_account<'a>(
+    account_id: Option<&'a str>,
+    topic_arn: Option<&'a str>,
+) -> Result<Option<&'a str>, AccountMismatch> {
+    let topic_account = topic_arn
+        .and_then(|arn| arn.split(':').nth(4))
+        .filter(|a| !a.is_empty());
+    match (account_id, topic_account) {
+        (Some(named), Some(topic)) if named != topic => Err(AccountMismatch {
+            account_id: named.to_owned(),
+            topic_arn: topic_arn.unwrap_or_default().to_owned(),
         }),
-        _ => Ok(()),
+        (Some(named), _) => Ok(Some(named)),
+        (None, topic) => Ok(topic),
     }
 }
 
@@ -221,18 +223,23 @@ mod tests {
     #[test]
     fn an_audit_comes_from_a_topic_of_its_own_account() {
         let topic = "arn:aws:sns:eu-west-1:111111111111:DDA";
-        assert_eq!(check_topic_account(Some(MEMBER), Some(topic)), Ok(()));
+        assert_eq!(audit_account(Some(MEMBER), Some(topic)), Ok(Some(MEMBER)));
         assert_eq!(
-            check_topic_account(Some(OWN), Some(topic)),
+            audit_account(Some(OWN), Some(topic)),
             Err(AccountMismatch {
                 account_id: OWN.into(),
                 topic_arn: topic.into()
             })
         );
-        assert_eq!(check_topic_account(None, Some(topic)), Ok(()));
-        assert_eq!(check_topic_account(Some(OWN), None), Ok(()));
-        // A topic ARN that names no account is left to the region check.
-        assert_eq!(check_topic_account(Some(OWN), Some("not an arn")), Ok(()));
+        // Without accountId the topic's account, never the function's own by default.
+        assert_eq!(audit_account(None, Some(topic)), Ok(Some(MEMBER)));
+        assert_eq!(audit_account(Some(OWN), None), Ok(Some(OWN)));
+        assert_eq!(audit_account(None, None), Ok(None));
+        // A topic ARN that names no account decides nothing.
+        for odd in ["not an arn", "arn:aws:sns:eu-west-1::DDA"] {
+            assert_eq!(audit_account(Some(OWN), Some(odd)), Ok(Some(OWN)), "{odd}");
+            assert_eq!(audit_account(None, Some(odd)), Ok(None), "{odd}");
+        }
     }
 
     #[test]

@@ -11,12 +11,12 @@ mod rollback;
 mod scopes;
 mod verify;
 
-pub use context::{App, Connect, Scopes, SdkClients};
+pub use context::{App, SdkClients};
 pub use cutoff::{now_ms, Cutoff};
 pub use pool::Pool;
 pub use remediate::remediate;
 pub use rollback::{roll_back, RollbackContext};
-pub use scopes::ScopeError;
+pub use scopes::{Placed, ScopeError};
 pub use verify::remediate_job;
 
 #[cfg(test)]

@@ -8,18 +8,24 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::domain::{
-    place, session_name, DocumentError, Foreign, Home, Partition, Placement, RestrictivePolicy,
-    Scope,
+    place, session_name, AccountMismatch, DocumentError, Foreign, Home, Partition, Placement,
+    RestrictivePolicy, Scope,
 };
 
 use super::context::{App, Scopes};
 
-/// Why an audit has no application to be worked with.
+/// Why an audit has no application to be worked with. Each is final (a retry would meet it
+/// again); the message starts with the reason's code, as the report's `reason` shows it.
 #[derive(Debug, Error)]
 pub enum ScopeError {
-    /// Bad input, or a deployment that does not serve that account: not retried.
-    #[error(transparent)]
+    /// Bad input, or a deployment that does not serve that account.
+    #[error("foreign_account: {0}")]
     Foreign(#[from] Foreign),
+    #[error("account_mismatch: {0}")]
+    Mismatch(#[from] AccountMismatch),
+    /// Another account or region, and no way to make its clients (a wiring without them).
+    #[error("foreign_account: this deployment works only in {0:?}, not in {1:?}")]
+    NotServed(Scope, Scope),
     #[error("the restrictive document does not render for {0:?}: {1}")]
     Document(Partition, DocumentError),
 }
@@ -30,6 +36,32 @@ impl<P> App<P> {
         self.scope
             .as_ref()
             .or_else(|| self.home.get().map(|home| &home.scope))
+    }
+
+    /// The account and region to report an audit under: this application's, or, when that is
+    /// not known (no function ARN), the account the audit named and the configured region.
+    pub fn reported<'a>(&'a self, named_account: Option<&'a str>) -> Placed<'a> {
+        let scope = self.scope();
+        Placed {
+            account: scope.map(|s| s.account.as_str()).or(named_account),
+            region: scope
+                .map(|s| s.region.as_str())
+                .or(self.config.region.as_deref()),
+        }
+    }
+}
+
+/// Where an audit was worked, as its report, log and notification name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed<'a> {
+    pub account: Option<&'a str>,
+    pub region: Option<&'a str>,
+}
+
+impl Placed<'_> {
+    /// The span the log lines of the audit (or of its rollback) are written in.
+    pub fn span(self) -> tracing::Span {
+        tracing::info_span!("audit", account = self.account, region = self.region)
     }
 }
 
@@ -49,12 +81,11 @@ impl<P: Send + Sync + 'static> App<P> {
         };
         let role = self.config.member.as_ref().map(|m| m.role_name.as_str());
         let placement = place(home, account_id, region, role)?;
-        let Some(scopes) = self
-            .scopes
-            .as_ref()
-            .filter(|_| placement.scope != home.scope)
-        else {
+        if placement.scope == home.scope {
             return Ok(Arc::clone(self));
+        }
+        let Some(scopes) = self.scopes.as_ref() else {
+            return Err(ScopeError::NotServed(home.scope.clone(), placement.scope));
         };
         let mut apps = scopes.apps.lock().await;
         if let Some(app) = apps.get(&placement.scope) {

@@ -55,35 +55,25 @@ async fn rollback_outcome<P: Iot>(
         region = request.region.as_deref().unwrap_or("-"),
         reason = request.reason.as_deref().unwrap_or("-"), "rollback requested");
     let account = request.account_id.as_deref();
-    let app = match app
-        .for_audit(account, request.region.as_deref(), &request.task_id)
-        .await
-    {
+    let region = request.region.as_deref();
+    let app = match app.for_audit(account, region, &request.task_id).await {
         Ok(app) => app,
         Err(e) => {
-            return (
-                RecordOutcome::Rejected {
-                    reason: format!("foreign_account: {e}"),
-                },
-                0,
-            )
+            let reason = e.to_string();
+            return (RecordOutcome::Rejected { reason }, 0);
         }
     };
-    let scope = app.scope().cloned();
-    let account = scope.as_ref().map(|s| s.account.as_str()).or(account);
-    let region = scope.as_ref().map(|s| s.region.as_str());
-    let region = region.or(app.config.region.as_deref());
+    let placed = app.reported(account);
     let screener = Screener::new(app.config.target_policy_prefix.clone())
         .for_rollback(request.policy_names.as_deref());
     let rollback = Arc::new(RollbackContext {
         task_id: request.task_id,
         reason: request.reason,
     });
-    let span = tracing::info_span!("rollback", account, region);
     let mut done = roll_back_task(&app, Arc::clone(&rollback), screener, cutoff)
-        .instrument(span)
+        .instrument(placed.span())
         .await;
-    done.place(account, region);
+    done.place(placed.account, placed.region);
     let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
     notices.audit(
         NotificationKind::Rollback,

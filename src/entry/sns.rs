@@ -1,6 +1,7 @@
 //! The SNS door (SPEC §2–§6): every record of the event, every in-scope finding of a completed
 //! audit worked on inline or sent to the fan-out queue, one report.
 
+use std::collections::{BTreeMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use tracing::Instrument;
 
 use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
-    check_topic_account, classify_event, route, topic_region, AuditDetail, AuditMessage, Finding,
-    Job, Message, RejectReason, Route, Screen, Screener, Suppressions, Target, TaskStatus,
+    audit_account, classify_event, route, topic_region, AuditDetail, AuditMessage, Finding, Job,
+    Message, RejectReason, Route, Screen, Screener, Suppressions, Target, TaskStatus,
 };
 use crate::engine::{now_ms, App, Cutoff, Pool, ScopeError};
 use crate::report::{
@@ -94,26 +95,58 @@ pub async fn handle_event<P: Iot>(
     Incomplete::check(report)
 }
 
-/// The outcome of each message, tagged with `T`. The messages are worked on side by side:
-/// audits of two accounts or regions each go at their own quota (SPEC §11), and two of one
-/// account share its pacer.
+/// A message to work on: its tag, the topic it came from, what it carries.
+pub(super) type Delivered<T> = (T, Option<String>, Result<Message, RejectReason>);
+
+/// The outcome of each message, tagged with `T`, in order. The messages of one account and
+/// region go one after another (they share its pacer, and side by side they would multiply
+/// `MAX_CONCURRENCY`); those of different ones side by side, each at its own quota (SPEC §11).
 pub(super) async fn outcomes<P: Iot, T>(
     app: &Arc<App<P>>,
-    messages: impl IntoIterator<Item = (T, Option<String>, Result<Message, RejectReason>)>,
+    messages: impl IntoIterator<Item = Delivered<T>>,
     cutoff: Cutoff,
 ) -> Vec<(T, RecordOutcome)> {
-    let each = messages
-        .into_iter()
-        .map(|(tag, topic_arn, message)| async move {
+    let mut by_quota: BTreeMap<QuotaKey, Vec<(usize, Delivered<T>)>> = BTreeMap::new();
+    for (i, delivered) in messages.into_iter().enumerate() {
+        let key = quota_key(delivered.1.as_deref(), &delivered.2);
+        by_quota.entry(key).or_default().push((i, delivered));
+    }
+    let each = by_quota.into_values().map(|group| async move {
+        let mut done = Vec::new();
+        for (i, (tag, topic_arn, message)) in group {
             let outcome = match message {
                 Err(reason) => RecordOutcome::Rejected {
                     reason: reason.to_string(),
                 },
                 Ok(message) => record_outcome(app, message, topic_arn.as_deref(), cutoff).await,
             };
-            (tag, outcome)
-        });
-    futures::future::join_all(each).await
+            done.push((i, tag, outcome));
+        }
+        done
+    });
+    let mut all: Vec<_> = futures::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter()
+        .map(|(_, tag, outcome)| (tag, outcome))
+        .collect()
+}
+
+/// The account and region whose quota a message's calls would use, as far as it says.
+type QuotaKey = (Option<String>, Option<String>);
+
+fn quota_key(topic_arn: Option<&str>, message: &Result<Message, RejectReason>) -> QuotaKey {
+    let account = match message {
+        Ok(Message::Audit(audit)) => audit_account(audit.account_id.as_deref(), topic_arn)
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    let region = topic_arn.and_then(topic_region);
+    (account.map(str::to_owned), region.map(str::to_owned))
 }
 
 /// What one recognised message comes to: only a completed audit is acted on.
@@ -160,40 +193,32 @@ async fn audit_outcome<P: Iot>(
     topic_arn: Option<&str>,
     cutoff: Cutoff,
 ) -> RecordOutcome {
-    let app = match audit_app(app, audit, topic_arn).await {
-        Ok(app) => app,
-        Err(reason) => return RecordOutcome::Rejected { reason },
+    let (app, account) = match audit_app(app, audit, topic_arn).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            return RecordOutcome::Rejected {
+                reason: e.to_string(),
+            }
+        }
     };
-    let scope = app.scope().cloned();
-    let account = scope.as_ref().map(|s| s.account.as_str());
-    let region = scope.as_ref().map(|s| s.region.as_str());
-    let span = tracing::info_span!(
-        "audit",
-        account = account.or(audit.account_id.as_deref()),
-        region = region.or(app.config.region.as_deref())
-    );
-    let mut report = handle_audit(&app, audit, cutoff).instrument(span).await;
-    report.place(
-        account.or(audit.account_id.as_deref()),
-        region.or(app.config.region.as_deref()),
-    );
+    let placed = app.reported(account.as_deref());
+    let mut report = handle_audit(&app, audit, cutoff)
+        .instrument(placed.span())
+        .await;
+    report.place(placed.account, placed.region);
     RecordOutcome::Processed(report)
 }
 
-/// The application of the audit's account and region; the reason it is rejected otherwise.
+/// The application of the audit's account and region, and the account the audit belongs to.
 async fn audit_app<P: Iot>(
     app: &Arc<App<P>>,
     audit: &AuditMessage,
     topic_arn: Option<&str>,
-) -> Result<Arc<App<P>>, String> {
-    let account = audit.account_id.as_deref();
-    check_topic_account(account, topic_arn).map_err(|e| format!("account_mismatch: {e}"))?;
+) -> Result<(Arc<App<P>>, Option<String>), ScopeError> {
+    let account = audit_account(audit.account_id.as_deref(), topic_arn)?;
     let region = topic_arn.and_then(topic_region);
-    match app.for_audit(account, region, &audit.task_id).await {
-        Ok(app) => Ok(app),
-        Err(ScopeError::Foreign(f)) => Err(format!("foreign_account: {f}")),
-        Err(other) => Err(other.to_string()),
-    }
+    let app = app.for_audit(account, region, &audit.task_id).await?;
+    Ok((app, account.map(str::to_owned)))
 }
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive
@@ -206,7 +231,7 @@ pub async fn handle_audit<P: Iot>(
     let mut report = AuditReport::new(audit);
     // The same check named twice is listed once (SPEC §10): a message cannot make the function
     // page the same findings again and burn the account's quota.
-    let mut listed = std::collections::HashSet::new();
+    let mut listed = HashSet::new();
     for detail in &audit.audit_details {
         let mut check = CheckReport::new(detail);
         if detail.is_remediable() && !listed.insert(detail.check_name.as_str()) {

@@ -127,7 +127,7 @@ async fn place<P: Iot>(
                 let entry = placed.entry(key).or_insert_with(|| (job_app, Vec::new()));
                 entry.1.push((delivery, job));
             }
-            Err(e) => batch.refuse(&delivery, &format!("foreign_account: {e}")),
+            Err(e) => batch.refuse(&delivery, &e.to_string()),
         }
     }
     placed
