@@ -179,10 +179,7 @@ async fn run(emu: &Emulator, case: &Case) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = bench_args();
     let emu = Emulator::start();
     let case = match args
         .iter()

@@ -147,10 +147,7 @@ async fn memory(emu: &Emulator, n: usize) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = bench_args();
     let emu = Emulator::start();
     match args
         .iter()

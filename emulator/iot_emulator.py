@@ -114,13 +114,13 @@ def session_expired(scope, access_key):
 
 
 def assume_role_request(headers, body):
-    """(RoleArn, RoleSessionName) of an STS AssumeRole request, else None."""
+    """(RoleArn, RoleSessionName, ExternalId or None) of an STS AssumeRole request, else None."""
     if "/sts/aws4_request" not in headers.get("Authorization", ""):
         return None
     form = dict(parse_qsl(body.decode("utf-8", "replace")))
     if form.get("Action") != "AssumeRole":
         return None
-    return form.get("RoleArn"), form.get("RoleSessionName")
+    return form.get("RoleArn"), form.get("RoleSessionName"), form.get("ExternalId")
 
 
 def classify(method, path):
@@ -731,7 +731,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = self.emulator.begin(operation, self.command, path, policy_name, version_id,
                                     scope)
         if role:
-            entry["roleArn"], entry["roleSessionName"] = role
+            entry["roleArn"], entry["roleSessionName"], external_id = role
+            if external_id is not None:
+                entry["externalId"] = external_id
         fault = None
         try:
             faults = self.emulator.faults     # one configuration for the whole request

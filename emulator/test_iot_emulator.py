@@ -355,10 +355,11 @@ class EmulatorTest(unittest.TestCase):
         return boto3.client(service, endpoint_url=self.url, region_name=region,
                             config=BOTO_CONFIG, **credentials)
 
-    def assume(self, account, session="emulator-test", answer=None):
+    def assume(self, account, session="emulator-test", answer=None, external_id=None):
         """Credentials from moto's STS for the role x of `account`, asked with test keys."""
+        extra = {"ExternalId": external_id} if external_id else {}
         found = self.boto("sts").assume_role(RoleArn=role_arn(account),
-                                             RoleSessionName=session)["Credentials"]
+                                             RoleSessionName=session, **extra)["Credentials"]
         if answer is not None:
             answer.update(found)
         return {"aws_access_key_id": found["AccessKeyId"],
@@ -432,7 +433,8 @@ class EmulatorTest(unittest.TestCase):
     def test_an_assumed_role_client_works_in_the_roles_account(self):
         self.seed("T", 2, "A_", account=A)
         self.control("DELETE", "/_emulator/requests")
-        a_iot = self.boto("iot", credentials=self.assume(A, session="remediator-T"))
+        a_iot = self.boto("iot", credentials=self.assume(A, session="remediator-T",
+                                                         external_id="ext-T"))
         a_iot.create_policy(policyName="A_00000", policyDocument=DOCUMENT)
         self.assertEqual(policy_names(a_iot.list_audit_findings(taskId="T")["findings"]),
                          ["A_00000", "A_00001"])
@@ -459,8 +461,8 @@ class EmulatorTest(unittest.TestCase):
             ("ListPolicies", DEFAULT_ACCOUNT, "us-east-1"),
             ("ListPolicies", DEFAULT_ACCOUNT, "eu-west-1")])
         assumed = log["requests"][0]
-        self.assertEqual((assumed["roleArn"], assumed["roleSessionName"], assumed["status"]),
-                         (role_arn(A), "remediator-T", 200))
+        self.assertEqual((assumed["roleArn"], assumed["roleSessionName"], assumed["status"],
+                          assumed["externalId"]), (role_arn(A), "remediator-T", 200, "ext-T"))
         self.assertNotIn("roleArn", log["requests"][1])
 
     def test_a_role_made_unassumable_answers_access_denied(self):

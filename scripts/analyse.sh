@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The static analysers, offline: checkov on template.yaml and on the IAM policy of policies/,
-# cfn-lint's serverless rules on template.yaml, parliament on every policy document of the
-# template (scripts/iam_documents.py renders them) and of policies/. Accepted findings stay in
+# The static analysers, offline: checkov on the templates (template.yaml, member.yaml) and on the
+# IAM policy of policies/, cfn-lint's serverless rules on the templates, parliament on every
+# policy document of the templates (scripts/iam_documents.py renders them) and of policies/. Accepted findings stay in
 # each tool's own list, with a reason: .checkov.baseline, .cfnlintrc, .parliament/*.yaml.
 # Needs .venv-lint (scripts/setup.sh). Exits non-zero on any other finding or failure.
 # Usage: scripts/analyse.sh
@@ -35,11 +35,12 @@ step() {
 
 # checkov's IAM checks read IAM resources of a template, so the IAM policy of policies/ goes in
 # as a managed policy of a generated one; its json framework has no built-in checks.
-step "checkov (template.yaml, policies/ as managed policies)" \
-  "$bin/checkov" --config-file .checkov.yaml -f template.yaml -f "$work/policies.template.json"
+step "checkov (template.yaml, member.yaml, policies/ as managed policies)" \
+  "$bin/checkov" --config-file .checkov.yaml -f template.yaml -f member.yaml \
+  -f "$work/policies.template.json"
 
-step "cfn-lint serverless rules (template.yaml)" \
-  "$bin/cfn-lint" -a cfn_lint_serverless.rules -- template.yaml
+step "cfn-lint serverless rules (template.yaml, member.yaml)" \
+  "$bin/cfn-lint" -a cfn_lint_serverless.rules -- template.yaml member.yaml
 
 # parliament, one kind of document at a time (scripts/iam_documents.py sorts them), each kind
 # with its accepted findings in .parliament/<kind>.yaml if it has any. Its stdin is closed off:

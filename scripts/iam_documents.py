@@ -11,9 +11,11 @@ findings depend on the kind (.parliament/<kind>.yaml):
     resource  queue and topic policies
     key       KMS key policies
     iot       the AWS IoT policies of policies/
-A document of the template is named <Resource>.<Property>[.<PolicyName or index>], its
-CloudFormation functions rendered with sample values (account 123456789012, us-east-1,
-parameter defaults; see Renderer) so that parliament sees real ARNs. A document of policies/
+A document of template.yaml is named <Resource>.<Property>[.<PolicyName or index>], one of
+member.yaml member.<Resource>..., their CloudFormation functions rendered with sample values
+(account 123456789012, us-east-1, parameter defaults or SAMPLES; see Renderer) so that
+parliament sees real ARNs; a Fn::ForEach of the AWS::LanguageExtensions transform is expanded
+over its sample collection. A document of policies/
 keeps its file name and is filled in as a user would deploy it: the capital placeholders of
 the IAM policy (policies/README.md) replaced, and each IoT policy variable ${iot:...} given a
 sample value (parliament knows only ${aws:...} variables and reads the colon inside ${iot:...}
@@ -59,6 +61,21 @@ PLACEHOLDERS = {
 IOT_POLICIES = ("permissive-sample.json", "restrictive-shadow-only.json")
 IOT_POLICY_VARIABLE = re.compile(r"\$\{iot:[^}]+\}")
 IOT_SAMPLE_VALUE = "thing-a"
+# Parameters without a default, or whose default (empty) means "off", and what a user would
+# give them: the central account is another one than the member's.
+SAMPLES = {
+    "MemberRoleName": "iot-audit-remediator-member",
+    "MemberExternalId": "sample-external-id",
+    "OrganizationId": "o-a1b2c3d4e5",
+    "MemberAccountIds": "111122223333,444455556666",
+    "CentralAccountId": "210987654321",
+    "CentralRoleName": "iot-audit-remediator-RemediatorRole-SAMPLE",
+    "CentralFunctionArn": "arn:aws:lambda:us-east-1:210987654321:function:iot-audit-remediator-RemediatorFunction-SAMPLE",
+    "RoleRegion": REGION,
+}
+# The templates whose documents are analysed, each with the prefix of its documents' names.
+TEMPLATES = (("template.yaml", ""), ("member.yaml", "member."))
+FOR_EACH = "Fn::ForEach::"
 # Where CloudFormation resources keep policy documents.
 DOCUMENT_KEYS = ("PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy")
 
@@ -86,7 +103,7 @@ def distinct(items: Any) -> list[Any]:
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """template.yaml with its short tags in CloudFormation's long form (`!Ref X` → {"Ref": "X"})."""
+    """A template with its short tags in CloudFormation's long form (`!Ref X` → {"Ref": "X"})."""
 
     class Loader(yaml.SafeLoader):
         pass
@@ -212,6 +229,8 @@ class Renderer:
         default = str(spec.get("Default", ""))
         if default:
             return default
+        if name in SAMPLES:
+            return SAMPLES[name]
         service = re.search(r"arn:aws[^:]*:([a-z0-9-]+):", spec.get("AllowedPattern", ""))
         if service is None:
             raise ValueError(f"parameter {name} has no default and no ARN pattern: give it a sample in iam_documents.py")
@@ -221,7 +240,7 @@ class Renderer:
 
     def resource_type(self, name: str) -> str:
         if name not in self.resources:
-            raise ValueError(f"!Ref/!GetAtt of {name}, which template.yaml does not define")
+            raise ValueError(f"!Ref/!GetAtt of {name}, which the template does not define")
         return self.resources[name]["Type"]
 
     @staticmethod
@@ -229,22 +248,57 @@ class Renderer:
         return f"arn:{PARTITION}:{service}:{REGION}:{ACCOUNT}:{resource}"
 
 
-def template_documents(template: dict[str, Any]) -> dict[str, Any]:
-    """Each policy document of the template, by <kind>/<file name naming where it is>."""
+def expand_for_each(template: dict[str, Any]) -> dict[str, Any]:
+    """The template with each Fn::ForEach of its resources expanded over the sample collection.
+
+    Only the form template.yaml uses: [identifier, !Ref <CommaDelimitedList parameter>,
+    {logical id with ${identifier} or &{identifier}: resource}], the identifier used as !Ref.
+    """
+    resources: dict[str, Any] = {}
+    for name, resource in template.get("Resources", {}).items():
+        if not name.startswith(FOR_EACH):
+            resources[name] = resource
+            continue
+        identifier, collection, body = resource
+        values = Renderer(template).ref(collection["Ref"]).split(",")
+        for value in values:
+            for key, item in body.items():
+                logical_id = key.replace("${" + identifier + "}", value)
+                logical_id = logical_id.replace("&{" + identifier + "}", re.sub(r"[^A-Za-z0-9]", "", value))
+                resources[logical_id] = substitute(item, identifier, value)
+    return {**template, "Resources": resources}
+
+
+def substitute(value: Any, identifier: str, replacement: str) -> Any:
+    """VALUE with `!Ref IDENTIFIER` replaced by REPLACEMENT; a ${IDENTIFIER} in a Sub is refused."""
+    if isinstance(value, list):
+        return [substitute(item, identifier, replacement) for item in value]
+    if not isinstance(value, dict):
+        if isinstance(value, str) and "${" + identifier + "}" in value:
+            raise ValueError(f"iam_documents.py does not substitute ${{{identifier}}} in strings yet")
+        return value
+    if value == {"Ref": identifier}:
+        return replacement
+    return {key: substitute(item, identifier, replacement) for key, item in value.items()}
+
+
+def template_documents(template: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Each policy document of the template, by <kind>/<prefix><file name naming where it is>."""
+    template = expand_for_each(template)
     renderer = Renderer(template)
     documents: dict[str, Any] = {}
     for name, resource in template.get("Resources", {}).items():
         properties = resource.get("Properties", {})
         for key in DOCUMENT_KEYS:
             if key in properties:
-                documents[f"{document_kind(resource['Type'], key)}/{name}.{key}"] = properties[key]
+                documents[f"{document_kind(resource['Type'], key)}/{prefix}{name}.{key}"] = properties[key]
         # Inline policies of a role, and the SAM function's Policies (documents among managed
         # policy names and SAM policy templates).
         for index, policy in enumerate(properties.get("Policies", []) or []):
             if isinstance(policy, dict) and "PolicyDocument" in policy:
-                documents[f"identity/{name}.Policies.{policy.get('PolicyName', index)}"] = policy["PolicyDocument"]
+                documents[f"identity/{prefix}{name}.Policies.{policy.get('PolicyName', index)}"] = policy["PolicyDocument"]
             elif isinstance(policy, dict) and "Statement" in policy:
-                documents[f"identity/{name}.Policies.{index}"] = policy
+                documents[f"identity/{prefix}{name}.Policies.{index}"] = policy
     return {file: renderer.render(document) for file, document in documents.items()}
 
 
@@ -288,8 +342,9 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[1])
     written = []
-    for file, document in template_documents(load_template(ROOT / "template.yaml")).items():
-        written.append(write(out / f"{file}.json", json.dumps(document, indent=2)))
+    for template, prefix in TEMPLATES:
+        for file, document in template_documents(load_template(ROOT / template), prefix).items():
+            written.append(write(out / f"{file}.json", json.dumps(document, indent=2)))
     policies = policy_files()
     for file, text in policies.items():
         written.append(write(out / ("iot" if file in IOT_POLICIES else "identity") / file, text))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints template.yaml offline: cfn-lint, then SAM's own validation with its linter.
+# Lints the templates offline: template.yaml with cfn-lint, then SAM's own validation with its
+# linter; member.yaml (plain CloudFormation, for a StackSet) with cfn-lint.
 # Needs .venv-sam (scripts/setup.sh). Exits non-zero on any finding or failure.
 # Usage: scripts/lint-template.sh
 set -euo pipefail
@@ -19,4 +20,6 @@ echo "lint-template: cfn-lint template.yaml"
 .venv-sam/bin/cfn-lint template.yaml
 echo "lint-template: sam validate --lint --template template.yaml"
 .venv-sam/bin/sam validate --lint --template template.yaml
+echo "lint-template: cfn-lint member.yaml"
+.venv-sam/bin/cfn-lint member.yaml
 echo "lint-template: ok"

@@ -61,6 +61,28 @@ pub struct Config {
     /// The function's log group (`AWS_LAMBDA_LOG_GROUP_NAME`, set by Lambda), where a
     /// notification cut at SNS's size limit points its readers.
     pub log_group: Option<String>,
+    /// The role other accounts' audits are worked with (`MEMBER_*`); `None`: only the
+    /// function's own account is served.
+    pub member: Option<MemberConfig>,
+}
+
+/// The member role the function assumes in another account (SPEC §11).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MemberConfig {
+    /// `MEMBER_ROLE_NAME`: the same role name in every member account.
+    pub role_name: String,
+    /// `MEMBER_EXTERNAL_ID`, sent with every `AssumeRole` when set.
+    pub external_id: Option<String>,
+}
+
+/// The external id is a shared secret: it is never printed.
+impl std::fmt::Debug for MemberConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberConfig")
+            .field("role_name", &self.role_name)
+            .field("external_id", &self.external_id.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// Where and how audits are fanned out (`FANOUT_*` variables).
@@ -103,6 +125,13 @@ pub enum ConfigError {
     BadNamespace(String),
     #[error("ROLLBACK_SUPPRESSION_DAYS={0:?} is not a whole number from 0 (no suppression) to {MAX_ROLLBACK_SUPPRESSION_DAYS}")]
     BadSuppressionDays(String),
+    #[error("MEMBER_ROLE_NAME={0:?} is not an IAM role name (1 to 64 of letters, digits and + = , . @ _ -)")]
+    BadMemberRole(String),
+    /// The value is a secret: it is not repeated.
+    #[error("MEMBER_EXTERNAL_ID is not 2 to 1224 of letters, digits and + = , . @ : / _ -")]
+    BadExternalId,
+    #[error("MEMBER_EXTERNAL_ID is set but MEMBER_ROLE_NAME is not: no role would use it")]
+    ExternalIdWithoutRole,
 }
 
 impl Default for Config {
@@ -121,6 +150,7 @@ impl Default for Config {
             rollback_suppression_days: DEFAULT_ROLLBACK_SUPPRESSION_DAYS,
             region: None,
             log_group: None,
+            member: None,
         }
     }
 }
@@ -185,6 +215,7 @@ impl Config {
             )?,
             region: lookup("AWS_REGION").filter(|r| !r.is_empty()),
             log_group: lookup("AWS_LAMBDA_LOG_GROUP_NAME").filter(|g| !g.is_empty()),
+            member: member_from_lookup(&lookup)?,
         })
     }
 
@@ -282,6 +313,33 @@ fn topic_from_lookup(
     }
 }
 
+/// `MEMBER_ROLE_NAME` and `MEMBER_EXTERNAL_ID`: unset or empty = not set.
+fn member_from_lookup(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<MemberConfig>, ConfigError> {
+    let set = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let of = |extra: &str, c: char| c.is_ascii_alphanumeric() || extra.contains(c);
+    let external_id = set(lookup("MEMBER_EXTERNAL_ID"));
+    if let Some(id) = &external_id {
+        if !(2..=1224).contains(&id.len()) || !id.chars().all(|c| of("+=,.@:/_-", c)) {
+            return Err(ConfigError::BadExternalId);
+        }
+    }
+    let Some(role_name) = set(lookup("MEMBER_ROLE_NAME")) else {
+        return match external_id {
+            Some(_) => Err(ConfigError::ExternalIdWithoutRole),
+            None => Ok(None),
+        };
+    };
+    if role_name.len() > 64 || !role_name.chars().all(|c| of("+=,.@_-", c)) {
+        return Err(ConfigError::BadMemberRole(role_name));
+    }
+    Ok(Some(MemberConfig {
+        role_name,
+        external_id,
+    }))
+}
+
 fn namespace_from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let Some(namespace) = lookup("METRICS_NAMESPACE") else {
         return Ok(DEFAULT_METRICS_NAMESPACE.to_owned());
@@ -344,6 +402,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_member_role_is_read_and_checked() {
+        assert_eq!(config(&[]).unwrap().member, None);
+        assert_eq!(config(&[("MEMBER_ROLE_NAME", " ")]).unwrap().member, None);
+        let member = config(&[
+            ("MEMBER_ROLE_NAME", "Remediate+Audit"),
+            ("MEMBER_EXTERNAL_ID", "s3cr=t:1/2"),
+        ])
+        .unwrap()
+        .member
+        .unwrap();
+        assert_eq!(member.role_name, "Remediate+Audit");
+        assert_eq!(member.external_id.as_deref(), Some("s3cr=t:1/2"));
+        assert!(
+            !format!("{member:?}").contains("s3cr"),
+            "the external id is never printed"
+        );
+        for bad in ["has space", "slash/es", &"r".repeat(65)] {
+            assert_eq!(
+                config(&[("MEMBER_ROLE_NAME", bad)]).unwrap_err(),
+                ConfigError::BadMemberRole(bad.to_owned())
+            );
+        }
+        for bad in ["x", "has space", &"e".repeat(1225)] {
+            let e = config(&[("MEMBER_ROLE_NAME", "r"), ("MEMBER_EXTERNAL_ID", bad)]).unwrap_err();
+            assert_eq!(e, ConfigError::BadExternalId);
+            assert!(!e.to_string().contains(bad), "{e}");
+        }
+        assert_eq!(
+            config(&[("MEMBER_EXTERNAL_ID", "secret")]).unwrap_err(),
+            ConfigError::ExternalIdWithoutRole
+        );
     }
 
     #[test]

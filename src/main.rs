@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use iot_audit_remediator::aws::{iot_client, sns_client, sqs_client, Throttles};
+use iot_audit_remediator::aws::{iot_client, sns_client, sqs_client, Connector, Throttles};
 use iot_audit_remediator::config::Config;
-use iot_audit_remediator::domain::RestrictivePolicy;
+use iot_audit_remediator::domain::{Home, RestrictivePolicy};
 use iot_audit_remediator::engine::{App, Cutoff, SdkClients};
 use iot_audit_remediator::entry::handle;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -47,12 +47,29 @@ async fn main() -> Result<(), Error> {
             .notification_topic_arn
             .as_ref()
             .map(|_| sns_client(&sdk_config)),
+        // Other accounts' audits and other regions (SPEC §11), with the same throttle count.
+        connector: Some(Connector::new(
+            sdk_config.clone(),
+            throttles.clone(),
+            config.member.as_ref().and_then(|m| m.external_id.clone()),
+        )),
         throttles,
     };
     let app = Arc::new(App::on_sdk(clients, config, policy));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = Arc::clone(&app);
         tracing::debug!(deadline_ms = event.context.deadline, "invocation");
+        // The function's own account and region, from its ARN (no call); the same for every
+        // invocation of the process.
+        if app.home.get().is_none() {
+            match Home::from_function_arn(&event.context.invoked_function_arn) {
+                Some(home) => {
+                    let _ = app.home.set(home);
+                }
+                None => tracing::warn!(arn = %event.context.invoked_function_arn,
+                    "not a function ARN: every audit is worked in this account and region"),
+            }
+        }
         let cutoff = Cutoff::before_deadline(event.context.deadline, app.config.deadline_margin);
         async move { handle(&app, &event.payload, cutoff).await }
     }))

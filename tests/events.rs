@@ -113,7 +113,7 @@ fn every_event_file_parses_to_its_kind() {
                 .map(|r| {
                     let body = r["body"].as_str();
                     match classify_sqs_body(body) {
-                        SqsBody::Message(message) => kind(&message),
+                        SqsBody::Message { message, .. } => kind(&message),
                         SqsBody::Job => Kind::Job(Job::parse(body).unwrap().policy.policy_name),
                     }
                 })

@@ -301,7 +301,7 @@ proptest! {
                 // message that does not parse): rejected either way.
                 Body::Garbage(text) => match classify_sqs_body(Some(text)) {
                     SqsBody::Job => Job::parse(Some(text)).is_err(),
-                    SqsBody::Message(message) => message.is_err(),
+                    SqsBody::Message { message, .. } => message.is_err(),
                 },
             })
             .map(|(id, _)| id.clone().unwrap())

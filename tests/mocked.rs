@@ -768,6 +768,8 @@ mod fanout {
                     policy_name: format!("WS_AUDIT_{i}"),
                     version_id: "1".into(),
                 },
+                account_id: None,
+                region: None,
             })
             .collect()
     }

@@ -9,23 +9,6 @@ use iot_audit_remediator::engine::Cutoff;
 use iot_audit_remediator::entry::{handle, Response};
 use serde_json::{json, Value};
 
-/// A topic with a queue subscribed to it; returns (topic ARN, queue URL).
-async fn topic_with_inbox(emu: &Emulator) -> (String, String) {
-    let sns = emu.sns();
-    let sqs = emu.sqs();
-    let topic = sns.create_topic().name("changes").send().await.unwrap();
-    let topic = topic.topic_arn().unwrap().to_owned();
-    let queues = create_queues(&sqs, "inbox", 5, 30).await;
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queues.arn)
-        .send()
-        .await
-        .unwrap();
-    (topic, queues.url)
-}
-
 fn notifying(topic: &str) -> Config {
     Config {
         notification_topic_arn: Some(topic.to_owned()),
@@ -39,15 +22,6 @@ async fn audit(emu: &Emulator, config: Config) -> Value {
         Ok(Response::Audit(report)) => serde_json::to_value(report).unwrap(),
         other => panic!("expected a report: {other:?}"),
     }
-}
-
-/// The SNS envelopes that reached the inbox.
-async fn received(emu: &Emulator, inbox: &str) -> Vec<Value> {
-    drain_bodies(&emu.sqs(), inbox)
-        .await
-        .iter()
-        .map(|body| serde_json::from_str(body).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The built binary under a Lambda Runtime API of the test's own (loopback), against the local
 //! endpoint, with `AWS_LAMBDA_LOG_FORMAT=JSON`: one EMF object per invocation on its own stdout
-//! line, following the format, with counts equal to the answer's totals, in each mode.
+//! line, following the format, with counts equal to the answer's totals, in each mode; and one
+//! per account whose findings it worked on (SPEC §11), here the function's own.
 
 mod common;
 
@@ -200,7 +201,10 @@ fn each_invocation_writes_one_emf_line_whose_counts_are_the_answers() {
     function.kill().unwrap();
     function.wait().unwrap();
     let printed: Vec<String> = lines.try_iter().filter(|l| !l.trim().is_empty()).collect();
-    let (emf, logs) = split_stdout(&printed);
+    let (objects, logs) = split_stdout(&printed);
+    let (emf, accounts): (Vec<Value>, Vec<Value>) = objects
+        .into_iter()
+        .partition(|v| v.get("Account").is_none());
     assert_eq!(emf.len(), 4, "one object per invocation: {emf:#?}");
     assert!(
         logs.iter()
@@ -233,4 +237,34 @@ fn each_invocation_writes_one_emf_line_whose_counts_are_the_answers() {
         &bad["totals"],
         &bad["recordTotals"]["rejected"],
     );
+    // The rejected record worked in no account: three account objects, in invocation order.
+    assert_eq!(accounts.len(), 3, "{accounts:#?}");
+    for (object, (mode, totals)) in accounts.iter().zip([
+        ("audit", &audit["totals"]),
+        ("rollback", &rollback["totals"]),
+        ("jobs", &jobs["totals"]),
+    ]) {
+        assert_account_emf(object, mode, totals);
+    }
+}
+
+fn assert_account_emf(emf: &Value, mode: &str, totals: &Value) {
+    let declared = &emf["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(
+        declared["Dimensions"],
+        serde_json::json!([["Mode", "Account"]])
+    );
+    assert_eq!(
+        (emf["Mode"].as_str(), emf["Account"].as_str()),
+        (Some(mode), Some("123456789012"))
+    );
+    assert_eq!(declared["Metrics"].as_array().unwrap().len(), 9, "{emf}");
+    for (metric, total) in [
+        ("Findings", "findings"),
+        ("Remediated", "remediated"),
+        ("RolledBack", "rolledBack"),
+    ] {
+        assert_eq!(emf[metric], totals[total], "{metric} in {mode}: {emf}");
+    }
+    assert!(emf.get("Throttled").is_none(), "{emf}");
 }

@@ -7,7 +7,11 @@
 //! function (SPEC §10): the audit topic's and the queues' policies, evaluated for each kind of
 //! deployment by a small evaluator of the statement forms they use; the function's own role
 //! with no managed policy, logging only to its own, retained, log group; the dead-letter queue
-//! of its subscription; the Device Defender roles' confused-deputy conditions.
+//! of its subscription; the Device Defender roles' confused-deputy conditions. Across accounts
+//! (SPEC §11): the central role's `sts:AssumeRole` on the member role's name only, the invoke
+//! permissions for member topics, and the member template (`member.yaml`): its role trusting
+//! only the central function's role with the external id, with IOT_ACTIONS prefix-scoped; its
+//! Device Defender wiring to the central function.
 //!
 //! `cfn-lint` and `sam validate --lint` (scripts/lint-template.sh) check the template's shape;
 //! neither catches a misspelled or extra IAM action, which is what these tests are for.
@@ -41,6 +45,15 @@ const UNSCOPED_ACTIONS: &[&str] = &[
 /// The resource of every other IoT action: the policies whose name has the prefix the code uses.
 const POLICY_ARN: &str =
     "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:policy/${TargetPolicyPrefix}*";
+/// The same in every region: with the member role (an audit of the function's own account in
+/// another region is worked with the function's role there), and the member role's own.
+const POLICY_ARN_EVERY_REGION: &str =
+    "arn:${AWS::Partition}:iot:*:${AWS::AccountId}:policy/${TargetPolicyPrefix}*";
+/// The condition of the central stack's statements across accounts.
+const MEMBER_ROLE_CONDITION: &str = "HasMemberRole";
+/// What aws-config's assume-role provider calls, and the only role it may be called on.
+const ASSUME_ROLE: &str = "sts:AssumeRole";
+const MEMBER_ROLE_ARN: &str = "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}";
 /// What writing logs needs, besides the IoT actions: no `logs:CreateLogGroup`, the stack (or,
 /// without SAM, the operator) creates the group.
 const LOGGING_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
@@ -83,6 +96,8 @@ const ENV_PARAMETERS: &[(&str, &str)] = &[
     ("FANOUT_INLINE_MAX_FINDINGS", "FanOutInlineMaxFindings"),
     ("METRICS_NAMESPACE", "MetricsNamespace"),
     ("ROLLBACK_SUPPRESSION_DAYS", "RollbackSuppressionDays"),
+    ("MEMBER_ROLE_NAME", "MemberRoleName"),
+    ("MEMBER_EXTERNAL_ID", "MemberExternalId"),
 ];
 /// Set from the queue the stack creates, empty when fan-out is off.
 const QUEUE_URL_VARIABLE: &str = "FANOUT_QUEUE_URL";
@@ -122,6 +137,11 @@ fn read(relative: &str) -> String {
 
 fn template() -> Value {
     yaml_serde::from_str(&read("template.yaml")).expect("template.yaml is valid YAML")
+}
+
+/// The member template, deployed to member accounts by a StackSet (SPEC §11).
+fn member() -> Value {
+    yaml_serde::from_str(&read("member.yaml")).expect("member.yaml is valid YAML")
 }
 
 fn function(template: &Value) -> &Value {
@@ -218,18 +238,24 @@ fn grants(statements: &[&Value]) -> BTreeMap<String, BTreeSet<String>> {
 /// The statements of a document; a conditional one (`!If [cond, statement, !Ref AWS::NoValue]`)
 /// counts as granted.
 fn statements(document: &Value) -> Vec<&Value> {
+    statements_unless(document, None)
+}
+
+/// The statements of a document, less those under the condition `skipped` (the single-account
+/// deployment's, with `Some(MEMBER_ROLE_CONDITION)`); every other conditional one counts.
+fn statements_unless<'a>(document: &'a Value, skipped: Option<&str>) -> Vec<&'a Value> {
     let statements: Vec<&Value> = one_or_many(&document["Statement"])
         .into_iter()
-        .map(|statement| match tagged(statement) {
+        .filter_map(|statement| match tagged(statement) {
             Some((tag, Value::Sequence(branches))) if tag == "If" => {
                 assert_eq!(branches.len(), 3, "{statement:?}");
                 assert!(
                     matches!(tagged(&branches[2]), Some((t, v)) if t == "Ref" && v.as_str() == Some("AWS::NoValue")),
                     "a conditional statement's else branch must be AWS::NoValue: {statement:?}"
                 );
-                &branches[1]
+                (branches[0].as_str() != skipped).then_some(&branches[1])
             }
-            _ => statement,
+            _ => Some(statement),
         })
         .collect();
     assert!(
@@ -242,8 +268,12 @@ fn statements(document: &Value) -> Vec<&Value> {
 /// The grants of the function's role: the inline documents of [`FUNCTION_ROLE`] and of the
 /// one `AWS::IAM::RolePolicy` attached to it, [`LOGGING_POLICY`]. The function takes that role
 /// (no SAM `Policies`, so no SAM-made role with the managed basic execution policy, whose
-/// logging is on every log group of the account); the role has no managed policy at all.
-fn function_grants(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
+/// logging is on every log group of the account); the role has no managed policy at all. Less
+/// the statements under the condition `skipped`, if any (see [`statements_unless`]).
+fn function_grants_unless(
+    template: &Value,
+    skipped: Option<&str>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let props = &function(template)["Properties"];
     assert_eq!(
         resource_text(&props["Role"]),
@@ -285,7 +315,10 @@ fn function_grants(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
         "the one policy attached to {FUNCTION_ROLE} from outside it"
     );
     documents.extend(attached.into_iter().map(|(_, document)| document));
-    let all: Vec<&Value> = documents.into_iter().flat_map(statements).collect();
+    let all: Vec<&Value> = documents
+        .into_iter()
+        .flat_map(|document| statements_unless(document, skipped))
+        .collect();
     grants(&all)
 }
 
@@ -412,11 +445,32 @@ fn env_vars_read_by_config() -> BTreeSet<String> {
     names
 }
 
+/// In a single-account deployment the policy actions are on the prefix's policies of the
+/// function's region; with the member role also of every region (SPEC §11: an audit of the own
+/// account in another region is worked with the function's own role).
 #[test]
 fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
     let template = template();
-    let grants = function_grants(&template);
+    for (skipped, policy_arns) in [
+        (Some(MEMBER_ROLE_CONDITION), &[POLICY_ARN][..]),
+        (None, &[POLICY_ARN, POLICY_ARN_EVERY_REGION][..]),
+    ] {
+        let grants = function_grants_unless(&template, skipped);
+        assert_iot_grants(
+            &grants,
+            policy_arns,
+            &format!("{FUNCTION_ROLE} unless {skipped:?}"),
+        );
+    }
+}
 
+/// The IoT grants are exactly IOT_ACTIONS: those without a resource type on `*`, the others on
+/// the given policy ARNs (`!Sub` patterns) and nothing else.
+fn assert_iot_grants(
+    grants: &BTreeMap<String, BTreeSet<String>>,
+    policy_arns: &[&str],
+    role: &str,
+) {
     let iot_actions: BTreeSet<String> = grants
         .keys()
         .filter(|a| a.starts_with("iot:"))
@@ -425,19 +479,18 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
     assert_eq!(
         iot_actions,
         expected_iot_actions(),
-        "the role's IoT actions differ from iot_audit_remediator::aws::IOT_ACTIONS"
+        "{role}: the IoT actions differ from iot_audit_remediator::aws::IOT_ACTIONS"
     );
-    let scoped = format!("!Sub {POLICY_ARN}");
-    for (action, resources) in iot_only(&grants) {
+    let scoped: BTreeSet<String> = policy_arns.iter().map(|a| format!("!Sub {a}")).collect();
+    for (action, resources) in iot_only(grants) {
         let expected = if UNSCOPED_ACTIONS.contains(&action.as_str()) {
-            "*"
+            BTreeSet::from(["*".to_owned()])
         } else {
-            scoped.as_str()
+            scoped.clone()
         };
         assert_eq!(
-            resources,
-            BTreeSet::from([expected.to_owned()]),
-            "{action}: on {expected} and nothing else (* only for the actions without a resource type)"
+            resources, expected,
+            "{role}: {action} on these and nothing else (* only for the actions without a resource type)"
         );
     }
 }
@@ -445,29 +498,46 @@ fn function_role_grants_exactly_the_iot_actions_the_code_calls() {
 /// Besides IoT: the code's SQS and SNS calls and the mapping's polling, each on its one queue or
 /// topic; logging on the function's own log group only; nothing else (no KMS: the notification
 /// key's policy covers publishing through SNS).
+/// With the member role, also `sts:AssumeRole` on that role's name (in any account: the
+/// condition of the organization is held by central_role_assumes_only_the_member_role).
 #[test]
 fn function_role_grants_the_rest_on_its_own_resources_only() {
-    let grants = function_grants(&template());
+    let template = template();
     let topic = format!("!Ref {NOTIFICATION_TOPIC}");
-    let expected: BTreeMap<String, BTreeSet<String>> = [
-        granted_on(SQS_ACTIONS, &[JOB_QUEUE_ARN, FAILURE_QUEUE_ARN]),
-        granted_on(SQS_POLLER_ACTIONS, &[JOB_QUEUE_ARN]),
-        granted_on(SNS_ACTIONS, &[&topic]),
-        granted_on(LOGGING_ACTIONS, &[LOG_GROUP_ARN]),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let rest: BTreeMap<String, BTreeSet<String>> = grants
+    let member_role = format!("!Sub {MEMBER_ROLE_ARN}");
+    for (skipped, assumed) in [
+        (Some(MEMBER_ROLE_CONDITION), &[][..]),
+        (None, &[member_role.as_str()][..]),
+    ] {
+        let expected: BTreeMap<String, BTreeSet<String>> = [
+            granted_on(SQS_ACTIONS, &[JOB_QUEUE_ARN, FAILURE_QUEUE_ARN]),
+            granted_on(SQS_POLLER_ACTIONS, &[JOB_QUEUE_ARN]),
+            granted_on(SNS_ACTIONS, &[&topic]),
+            granted_on(LOGGING_ACTIONS, &[LOG_GROUP_ARN]),
+            granted_on(
+                if assumed.is_empty() {
+                    &[]
+                } else {
+                    &[ASSUME_ROLE]
+                },
+                assumed,
+            ),
+        ]
         .into_iter()
-        .filter(|(action, _)| !action.starts_with("iot:"))
+        .flatten()
         .collect();
-    assert_eq!(
-        rest, expected,
-        "sqs:SendMessage on the job queue (SendMessageBatch) and the on-failure destination, the \
-         mapping's polling on the job queue, sns:Publish on the notification topic, writing logs \
-         to the function's own log group; nothing else"
-    );
+        let rest: BTreeMap<String, BTreeSet<String>> = function_grants_unless(&template, skipped)
+            .into_iter()
+            .filter(|(action, _)| !action.starts_with("iot:"))
+            .collect();
+        assert_eq!(
+            rest, expected,
+            "unless {skipped:?}: sqs:SendMessage on the job queue (SendMessageBatch) and the \
+             on-failure destination, the mapping's polling on the job queue, sns:Publish on the \
+             notification topic, writing logs to the function's own log group, with the member \
+             role sts:AssumeRole on its name; nothing else"
+        );
+    }
 }
 
 #[test]
@@ -927,7 +997,9 @@ fn standalone_iam_policy_matches_the_template_role() {
             .replace("${AWS::AccountId}", "ACCOUNT_ID")
             .replace("${TargetPolicyPrefix}", DEFAULT_PREFIX)
     };
-    let from_template: BTreeMap<String, BTreeSet<String>> = iot_only(&function_grants(&template()))
+    // The single-account role: the statements across accounts exist only with MemberRoleName.
+    let single_account = function_grants_unless(&template(), Some(MEMBER_ROLE_CONDITION));
+    let from_template: BTreeMap<String, BTreeSet<String>> = iot_only(&single_account)
         .into_iter()
         .map(|(action, resources)| (action, resources.iter().map(|r| placeholders(r)).collect()))
         .collect();
@@ -1493,37 +1565,118 @@ const OPERATOR_ARN: &str = "arn:aws:iam::123456789012:role/queue-operator";
 const PUBLISHER_ARN: &str = "arn:aws:iam::123456789012:role/device-defender-publisher";
 const STRANGER_ARN: &str = "arn:aws:iam::123456789012:role/anyone-else";
 const OWN_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:dd-audits";
+/// A member account's stack (member.yaml), as a StackSet would deploy it, and the central
+/// stack's values it is given.
+const MEMBER_ACCOUNT: &str = "111122223333";
+const OTHER_MEMBER_ACCOUNT: &str = "444455556666";
+const CENTRAL_ACCOUNT: &str = "210987654321";
+const CENTRAL_ROLE_NAME: &str = "iot-audit-remediator-RemediatorRole-A1B2C3";
+const CENTRAL_ROLE: &str =
+    "arn:aws:iam::210987654321:role/iot-audit-remediator-RemediatorRole-A1B2C3";
+const CENTRAL_FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:210987654321:function:iot-audit-remediator-RemediatorFunction-A1B2C3";
+const EXTERNAL_ID: &str = "4d3c2b1a-external";
+const ROLE_REGION: &str = "us-east-1";
+const OTHER_REGION: &str = "eu-west-1";
+const ORGANIZATION: &str = "o-a1b2c3d4e5";
+/// What member.yaml has no default for, as the StackSet gives it.
+const MEMBER_PARAMETERS: [(&str, &str); 5] = [
+    ("CentralAccountId", CENTRAL_ACCOUNT),
+    ("CentralRoleName", CENTRAL_ROLE_NAME),
+    ("CentralFunctionArn", CENTRAL_FUNCTION_ARN),
+    ("MemberExternalId", EXTERNAL_ID),
+    ("RoleRegion", ROLE_REGION),
+];
 
 /// Parameters given to a deployment, by name.
 type Overrides<'a> = &'a [(&'a str, &'a str)];
 
-/// One deployment of the template: its parameters (the defaults, some overridden), the
-/// conditions they make true, and values resolved as CloudFormation would: `Fn::If` by those
-/// conditions, `AWS::NoValue` dropped, a parameter's `Ref` replaced by its value. What stays
-/// symbolic is spelled `ref:<resource or pseudo parameter>`, `getatt:<resource>.<attribute>`
-/// and `sub:<pattern>`. Any other function is refused, so that nothing passes unread.
+/// One deployment of a template: its parameters (the defaults, some overridden; pseudo
+/// parameters such as `AWS::Region` only when given), the conditions they make true, and values
+/// resolved as CloudFormation would: `Fn::ForEach` expanded (AWS::LanguageExtensions), `Fn::If`
+/// by those conditions, `AWS::NoValue` dropped, a parameter's `Ref` replaced by its value (a
+/// list for a `CommaDelimitedList`), `Fn::Join` joined, the parameters of a `Fn::Sub` pattern
+/// filled in. What stays symbolic is spelled `ref:<resource or pseudo parameter>`,
+/// `getatt:<resource>.<attribute>` and `sub:<pattern>`. Any other function is refused, so that
+/// nothing passes unread.
 struct Deployment {
     template: serde_json::Value,
-    parameters: BTreeMap<String, String>,
+    parameters: BTreeMap<String, serde_json::Value>,
 }
 
 impl Deployment {
+    /// A deployment of template.yaml.
     fn new(overrides: Overrides) -> Self {
-        let template = to_json(&template());
-        let mut parameters: BTreeMap<String, String> = template["Parameters"]
+        Self::of(&template(), overrides)
+    }
+
+    /// A deployment of member.yaml, in `region` (its role exists in RoleRegion only).
+    fn member(region: &str, overrides: Overrides) -> Self {
+        let pseudo = [
+            ("AWS::Region", region),
+            ("AWS::AccountId", MEMBER_ACCOUNT),
+            ("AWS::Partition", "aws"),
+        ];
+        let all: Vec<(&str, &str)> = MEMBER_PARAMETERS
+            .into_iter()
+            .chain(pseudo)
+            .chain(overrides.iter().copied())
+            .collect();
+        Self::of(&member(), &all)
+    }
+
+    fn of(template: &Value, overrides: Overrides) -> Self {
+        let mut template = to_json(template);
+        let declared = template["Parameters"]
             .as_object()
             .expect("Parameters")
+            .clone();
+        let mut parameters: BTreeMap<String, String> = declared
             .iter()
             .map(|(name, p)| (name.clone(), json_text(&p["Default"])))
             .collect();
         for (name, value) in overrides {
-            assert!(parameters.contains_key(*name), "no parameter {name}");
+            assert!(
+                parameters.contains_key(*name) || name.starts_with("AWS::"),
+                "no parameter {name}"
+            );
             parameters.insert(name.to_string(), value.to_string());
         }
+        let parameters: BTreeMap<String, serde_json::Value> = parameters
+            .into_iter()
+            .map(|(name, value)| {
+                let list = declared
+                    .get(&name)
+                    .is_some_and(|p| p["Type"] == "CommaDelimitedList");
+                let value = if list {
+                    value.split(',').map(|v| serde_json::json!(v)).collect()
+                } else {
+                    serde_json::json!(value)
+                };
+                (name, value)
+            })
+            .collect();
+        let resources = expand_for_each(&template["Resources"], &parameters);
+        template["Resources"] = resources;
         Self {
             template,
             parameters,
         }
+    }
+
+    /// The description of every rule assertion this deployment's parameters break (the
+    /// template's `Rules`: CloudFormation refuses such parameters before it creates anything).
+    fn broken_rules(&self) -> Vec<String> {
+        let Some(rules) = self.template["Rules"].as_object() else {
+            return vec![];
+        };
+        rules
+            .values()
+            .filter(|rule| rule.get("RuleCondition").is_none_or(|c| self.truth(c)))
+            .flat_map(|rule| rule["Assertions"].as_array().expect("Assertions"))
+            .filter(|assertion| !self.truth(&assertion["Assert"]))
+            .map(|assertion| json_text(&assertion["AssertDescription"]))
+            .collect()
     }
 
     fn condition(&self, name: &str) -> bool {
@@ -1547,6 +1700,20 @@ impl Deployment {
             "Fn::And" => arguments().iter().all(|a| self.truth(a)),
             "Fn::Or" => arguments().iter().any(|a| self.truth(a)),
             "Condition" | "Fn::Condition" => self.condition(argument.as_str().expect("a name")),
+            // Rule functions: [a list, a value].
+            "Fn::Contains" | "Fn::EachMemberEquals" => {
+                let [list, value] = &arguments()[..] else {
+                    panic!("{function} takes two: {argument}")
+                };
+                let list = self.resolve(list).expect("a list");
+                let members = list.as_array().expect("a list");
+                let value = self.resolve(value);
+                if function == "Fn::Contains" {
+                    members.iter().any(|m| Some(m) == value.as_ref())
+                } else {
+                    members.iter().all(|m| Some(m) == value.as_ref())
+                }
+            }
             other => panic!("{other}: not understood in a condition"),
         }
     }
@@ -1577,11 +1744,28 @@ impl Deployment {
         match function {
             "Ref" if text() == "AWS::NoValue" => None,
             "Ref" => Some(match self.parameters.get(text()) {
-                Some(value) => value.clone().into(),
+                Some(value) => value.clone(),
                 None => format!("ref:{}", text()).into(),
             }),
             "Fn::GetAtt" => Some(format!("getatt:{}", text()).into()),
-            "Fn::Sub" => Some(format!("sub:{}", text()).into()),
+            // Fully filled in, a pattern is a plain string.
+            "Fn::Sub" => Some(match self.fill_in(text()) {
+                text if text.contains("${") => format!("sub:{text}").into(),
+                text => text.into(),
+            }),
+            "Fn::Join" => {
+                let [separator, items] = &argument.as_array().expect("Fn::Join's list")[..] else {
+                    panic!("Fn::Join takes two: {argument}")
+                };
+                let items = self.resolve(items).expect("items");
+                let items: Vec<String> = items
+                    .as_array()
+                    .unwrap_or_else(|| panic!("Fn::Join of a list: {items}"))
+                    .iter()
+                    .map(json_text)
+                    .collect();
+                Some(items.join(separator.as_str().expect("a separator")).into())
+            }
             "Fn::If" => {
                 let [condition, yes, no] = &argument.as_array().expect("Fn::If's list")[..] else {
                     panic!("Fn::If takes three: {argument}")
@@ -1591,6 +1775,15 @@ impl Deployment {
             }
             other => panic!("{other}: not understood by this evaluator"),
         }
+    }
+
+    /// A `Fn::Sub` pattern with the parameters (and pseudo parameters given) in it.
+    fn fill_in(&self, pattern: &str) -> String {
+        self.parameters
+            .iter()
+            .fold(pattern.to_owned(), |text, (name, value)| {
+                text.replace(&format!("${{{name}}}"), &json_text(value))
+            })
     }
 
     /// A resource as deployed; `None` when its condition is false.
@@ -1633,6 +1826,77 @@ impl Deployment {
             assert!(earlier.is_none(), "two policies on {queue}");
         }
         documents
+    }
+}
+
+/// The resources with each `Fn::ForEach::<name>` of AWS::LanguageExtensions expanded:
+/// `[identifier, collection, {logical id: resource}]`, the logical id naming the identifier as
+/// `${identifier}` or `&{identifier}` (its alphanumeric characters only), the resource as
+/// `!Ref identifier`. The collection is a literal list or a list parameter's `Ref`.
+fn expand_for_each(
+    resources: &serde_json::Value,
+    parameters: &BTreeMap<String, serde_json::Value>,
+) -> serde_json::Value {
+    let mut expanded = serde_json::Map::new();
+    for (name, resource) in resources.as_object().expect("Resources") {
+        if !name.starts_with("Fn::ForEach::") {
+            expanded.insert(name.clone(), resource.clone());
+            continue;
+        }
+        let [identifier, collection, body] = &resource.as_array().expect("Fn::ForEach's list")[..]
+        else {
+            panic!("{name}: Fn::ForEach takes three: {resource}")
+        };
+        let identifier = identifier.as_str().expect("an identifier");
+        let collection = match intrinsic(collection) {
+            Some(("Ref", parameter)) => &parameters[parameter.as_str().expect("a name")],
+            _ => collection,
+        };
+        for value in collection.as_array().expect("a list") {
+            let value = value.as_str().expect("a string");
+            let alphanumeric: String = value.chars().filter(char::is_ascii_alphanumeric).collect();
+            for (key, item) in body.as_object().expect("Fn::ForEach's resources") {
+                let logical_id = key
+                    .replace(&format!("${{{identifier}}}"), value)
+                    .replace(&format!("&{{{identifier}}}"), &alphanumeric);
+                let earlier =
+                    expanded.insert(logical_id.clone(), substituted(item, identifier, value));
+                assert!(earlier.is_none(), "{name}: {logical_id} twice");
+            }
+        }
+    }
+    expanded.into()
+}
+
+/// `value` with every `!Ref identifier` replaced by `replacement`; the identifier anywhere else
+/// (a `Fn::Sub` pattern) is refused, so that nothing is left unexpanded.
+fn substituted(
+    value: &serde_json::Value,
+    identifier: &str,
+    replacement: &str,
+) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::Object(map) if map.len() == 1 && map.get("Ref") == Some(&J::from(identifier)) => {
+            replacement.into()
+        }
+        J::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), substituted(v, identifier, replacement)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        J::Array(items) => items
+            .iter()
+            .map(|i| substituted(i, identifier, replacement))
+            .collect(),
+        J::String(s) => {
+            assert!(
+                !s.contains(&format!("${{{identifier}}}")),
+                "{identifier} in {s}: not understood"
+            );
+            value.clone()
+        }
+        other => other.clone(),
     }
 }
 
@@ -1690,6 +1954,10 @@ struct Request<'a> {
     caller: Caller<'a>,
     secure_transport: bool,
     source_arn: Option<&'a str>,
+    /// An `sns:Subscribe`'s protocol and endpoint (`sns:Protocol`, `sns:Endpoint`).
+    subscription: Option<(&'a str, &'a str)>,
+    /// An `sts:AssumeRole`'s external id (`sts:ExternalId`).
+    external_id: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -1700,6 +1968,16 @@ impl<'a> Request<'a> {
             caller,
             secure_transport: true,
             source_arn: None,
+            subscription: None,
+            external_id: None,
+        }
+    }
+
+    /// `sns:Subscribe` of an endpoint with a protocol.
+    fn subscribe(caller: Caller<'a>, protocol: &'a str, endpoint: &'a str) -> Self {
+        Self {
+            subscription: Some((protocol, endpoint)),
+            ..Self::by(caller, "sns:Subscribe")
         }
     }
 
@@ -1770,11 +2048,26 @@ fn principal_matches(principal: &serde_json::Value, caller: Caller) -> bool {
     principal.iter().any(|(kind, names)| {
         let names = json_list(names);
         match (kind.as_str(), caller) {
-            ("AWS", Caller::Role(arn)) | ("Service", Caller::Service(arn)) => names.contains(&arn),
+            ("AWS", Caller::Role(arn)) => names.iter().any(|name| {
+                *name == arn
+                    || (name.ends_with(":root") && account_root(arn).as_deref() == Some(*name))
+            }),
+            ("Service", Caller::Service(name)) => names.contains(&name),
             ("AWS" | "Service", _) => false,
             (other, _) => panic!("principal {other}: not understood"),
         }
     })
+}
+
+/// `arn:<partition>:iam::<account>:root`, the principal that stands for every principal of the
+/// account (whose own policies then decide), for an IAM ARN of that account; `None` otherwise.
+fn account_root(arn: &str) -> Option<String> {
+    match arn.split(':').collect::<Vec<_>>()[..] {
+        ["arn", partition, "iam", "", account, _] => {
+            Some(format!("arn:{partition}:iam::{account}:root"))
+        }
+        _ => None,
+    }
 }
 
 /// An action, or `service:*`; no other wildcard is understood.
@@ -1800,6 +2093,9 @@ fn conditions_hold(
                 ("aws:PrincipalArn", Caller::Role(arn)) => Some(arn.to_owned()),
                 ("aws:PrincipalArn", Caller::Service(_)) => None,
                 ("aws:SourceArn", _) => request.source_arn.map(str::to_owned),
+                ("sns:Protocol", _) => request.subscription.map(|(p, _)| p.to_owned()),
+                ("sns:Endpoint", _) => request.subscription.map(|(_, e)| e.to_owned()),
+                ("sts:ExternalId", _) => request.external_id.map(str::to_owned),
                 (other, _) => panic!("condition key {other}: not understood"),
             };
             let values = json_list(values);
@@ -2214,5 +2510,668 @@ fn audit_topic_encryption_is_optional_and_its_publisher_may_use_the_key() {
             kms, expected,
             "{overrides:?}: the publishing role's KMS grant"
         );
+    }
+}
+
+// --- SPEC §11: across accounts ---
+
+/// The resolved statements of the deployed function role's inline policies.
+fn deployed_role_statements(deployment: &Deployment) -> Vec<serde_json::Value> {
+    let role = deployment.resource(FUNCTION_ROLE).expect("the role");
+    role["Properties"]["Policies"]
+        .as_array()
+        .expect("Policies")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .expect("statements")
+                .clone()
+        })
+        .collect()
+}
+
+/// The central role may assume a role only with MemberRoleName set, only that name (in any
+/// account: the function learns the account from the audit), and with OrganizationId only in
+/// accounts of the organization. The role it assumes is the one member.yaml names.
+#[test]
+fn central_role_assumes_only_the_member_role() {
+    let assume = |overrides: Overrides| -> Vec<serde_json::Value> {
+        deployed_role_statements(&Deployment::new(overrides))
+            .into_iter()
+            .filter(|s| {
+                json_list(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("sts:"))
+            })
+            .map(|mut s| {
+                s.as_object_mut().expect("a statement").remove("Sid");
+                s
+            })
+            .collect()
+    };
+    assert_eq!(
+        assume(&[]),
+        Vec::<serde_json::Value>::new(),
+        "no member role: no sts action"
+    );
+    assert_eq!(
+        assume(&[("OrganizationId", ORGANIZATION)]),
+        Vec::<serde_json::Value>::new(),
+        "an organization alone assumes nothing"
+    );
+    let statement = |condition: Option<serde_json::Value>| {
+        let mut statement = serde_json::json!({
+            "Effect": "Allow",
+            "Action": ASSUME_ROLE,
+            "Resource": "sub:arn:${AWS::Partition}:iam::*:role/iot-audit-remediator-member"
+        });
+        if let Some(condition) = condition {
+            statement["Condition"] = condition;
+        }
+        statement
+    };
+    let role = ("MemberRoleName", "iot-audit-remediator-member");
+    assert_eq!(assume(&[role]), [statement(None)]);
+    assert_eq!(
+        assume(&[role, ("OrganizationId", ORGANIZATION)]),
+        [statement(Some(serde_json::json!({
+            "StringEquals": { "aws:ResourceOrgID": ORGANIZATION }
+        })))]
+    );
+}
+
+/// The two stacks name the same things: the member role's name (no path, so the central role's
+/// grant on role/<name> is its ARN) and the central stack's outputs the member is given, its
+/// function and that function's role (no path either, so role/<CentralRoleName> is its ARN).
+#[test]
+fn the_two_stacks_name_the_same_roles_and_function() {
+    let (member, central) = (member(), template());
+    let member_role = &member["Resources"]["MemberRole"]["Properties"];
+    assert!(is_ref(&member_role["RoleName"], "MemberRoleName"));
+    assert!(member_role.get("Path").is_none(), "MemberRole: no path");
+    assert!(MEMBER_ROLE_ARN.ends_with("role/${MemberRoleName}"));
+    let names = [
+        (
+            &central["Parameters"]["MemberRoleName"],
+            r"^[\w+=,.@-]{0,64}$",
+        ),
+        (
+            &member["Parameters"]["MemberRoleName"],
+            r"^[\w+=,.@-]{1,64}$",
+        ),
+    ];
+    for (parameter, pattern) in names {
+        assert_eq!(
+            plain(&parameter["AllowedPattern"]),
+            Some(pattern),
+            "an IAM role name"
+        );
+    }
+    assert_eq!(
+        plain(&central["Parameters"]["MemberRoleName"]["Default"]),
+        Some(""),
+        "single account unless asked"
+    );
+
+    let outputs = &central["Outputs"];
+    assert!(is_ref(
+        &outputs["RemediatorRoleName"]["Value"],
+        FUNCTION_ROLE
+    ));
+    assert_eq!(
+        resource_text(&outputs["RemediatorFunctionArn"]["Value"]),
+        "!GetAtt RemediatorFunction.Arn"
+    );
+    let role = &central["Resources"][FUNCTION_ROLE]["Properties"];
+    assert!(role.get("Path").is_none(), "{FUNCTION_ROLE}: no path");
+}
+
+/// Off by default: no member role, no external id, no organization, no member topic; the
+/// external id is NoEcho on both sides and has the characters STS accepts.
+#[test]
+fn across_accounts_is_off_by_default() {
+    let template = template();
+    let params = &template["Parameters"];
+    for name in [
+        "MemberRoleName",
+        "MemberExternalId",
+        "OrganizationId",
+        "MemberAccountIds",
+    ] {
+        assert_eq!(plain(&params[name]["Default"]), Some(""), "{name}");
+    }
+    assert_eq!(plain(&params["AnyMemberTopic"]["Default"]), Some("false"));
+    assert_eq!(
+        plain(&params["MemberAccountIds"]["Type"]),
+        Some("CommaDelimitedList")
+    );
+    assert_eq!(params["MemberExternalId"]["NoEcho"].as_bool(), Some(true));
+    assert_eq!(
+        plain(&params["MemberExternalId"]["AllowedPattern"]),
+        Some(r"^([\w+=,.@:/-]{2,1224})?$")
+    );
+    let member = member();
+    let external = &member["Parameters"]["MemberExternalId"];
+    assert_eq!(external["NoEcho"].as_bool(), Some(true));
+    assert!(
+        external.get("Default").is_none(),
+        "the member role always wants one"
+    );
+    assert_eq!(
+        plain(&external["AllowedPattern"]),
+        Some(r"^[\w+=,.@:/-]{2,1224}$")
+    );
+
+    let deployment = Deployment::new(&[]);
+    assert!(deployment
+        .resources_of_type("AWS::Lambda::Permission")
+        .is_empty());
+    assert!(deployment.broken_rules().is_empty());
+    let variables = &deployment.resource("RemediatorFunction").expect("function")["Properties"]
+        ["Environment"]["Variables"];
+    assert_eq!(
+        variables["MEMBER_ROLE_NAME"], "",
+        "empty = this account only"
+    );
+    assert_eq!(variables["MEMBER_EXTERNAL_ID"], "");
+}
+
+/// Parameters of the central stack across accounts.
+const WITH_MEMBER_ROLE: (&str, &str) = ("MemberRoleName", "iot-audit-remediator-member");
+const WITH_ORGANIZATION: (&str, &str) = ("OrganizationId", ORGANIZATION);
+const WITH_ANY_TOPIC: (&str, &str) = ("AnyMemberTopic", "true");
+const WITH_MEMBER_ACCOUNTS: (&str, &str) = ("MemberAccountIds", "111122223333,444455556666");
+
+/// Who may invoke the function besides its own audit topic (SAM's event): with MemberRoleName,
+/// SNS on behalf of each listed account (SourceAccount: a Lambda permission cannot name an
+/// organization for a service principal), or with AnyMemberTopic any topic.
+#[test]
+fn member_topics_may_invoke_the_function_as_listed() {
+    let (role, organization, any, listed) = (
+        WITH_MEMBER_ROLE,
+        WITH_ORGANIZATION,
+        WITH_ANY_TOPIC,
+        WITH_MEMBER_ACCOUNTS,
+    );
+    assert_eq!(listed.1, format!("{MEMBER_ACCOUNT},{OTHER_MEMBER_ACCOUNT}"));
+    let permission = |source_account: Option<&str>| {
+        let mut properties = serde_json::json!({
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": "ref:RemediatorFunction",
+            "Principal": "sns.amazonaws.com"
+        });
+        if let Some(account) = source_account {
+            properties["SourceAccount"] = account.into();
+        }
+        properties
+    };
+    let cases: [(Overrides, Vec<(String, serde_json::Value)>); 5] = [
+        (&[], vec![]),
+        (&[role], vec![]),
+        (&[role, organization], vec![]),
+        (
+            &[role, listed],
+            [MEMBER_ACCOUNT, OTHER_MEMBER_ACCOUNT]
+                .map(|a| (format!("MemberAuditTopicsOf{a}"), permission(Some(a))))
+                .into(),
+        ),
+        (
+            &[role, organization, any],
+            vec![("AnyMemberAuditTopic".to_owned(), permission(None))],
+        ),
+    ];
+    for (overrides, expected) in cases {
+        let deployment = Deployment::new(overrides);
+        assert_eq!(
+            deployment.broken_rules(),
+            Vec::<String>::new(),
+            "{overrides:?}"
+        );
+        let permissions: Vec<(String, serde_json::Value)> = deployment
+            .resources_of_type("AWS::Lambda::Permission")
+            .into_iter()
+            .map(|(name, p)| (name, p["Properties"].clone()))
+            .collect();
+        assert_eq!(permissions, expected, "{overrides:?}");
+    }
+    // Without the member role nothing opens, whatever the Rules say.
+    assert!(Deployment::new(&[listed])
+        .resources_of_type("AWS::Lambda::Permission")
+        .is_empty());
+}
+
+/// The template's Rules refuse what a condition cannot: AnyMemberTopic without the organization
+/// (or with a list, or without the member role), and member accounts without the member role.
+#[test]
+fn rules_refuse_member_topics_without_their_guards() {
+    let (role, organization, any, listed) = (
+        WITH_MEMBER_ROLE,
+        WITH_ORGANIZATION,
+        WITH_ANY_TOPIC,
+        WITH_MEMBER_ACCOUNTS,
+    );
+    let refused: [(Overrides, &str); 4] = [
+        (&[role, any], "AnyMemberTopic needs OrganizationId"),
+        (&[organization, any], "AnyMemberTopic needs MemberRoleName"),
+        (
+            &[role, organization, any, listed],
+            "AnyMemberTopic needs an empty MemberAccountIds (any topic is already allowed)",
+        ),
+        (&[listed], "MemberAccountIds needs MemberRoleName"),
+    ];
+    for (overrides, rule) in refused {
+        let deployment = Deployment::new(overrides);
+        assert!(
+            deployment.broken_rules().contains(&rule.to_owned()),
+            "{overrides:?}: {:?}",
+            deployment.broken_rules()
+        );
+    }
+}
+
+/// member.yaml is plain CloudFormation, so that a service-managed StackSet deploys it: no
+/// transform (SAM or language extensions), no SAM resource or section.
+#[test]
+fn member_template_has_no_transform() {
+    let member = member();
+    assert_eq!(
+        plain(&member["AWSTemplateFormatVersion"]),
+        Some("2010-09-09")
+    );
+    for section in ["Transform", "Globals"] {
+        assert!(member.get(section).is_none(), "member.yaml: no {section}");
+    }
+    for (name, resource) in member["Resources"].as_mapping().expect("Resources") {
+        let name = name.as_str().expect("a logical id");
+        assert!(!name.starts_with("Fn::"), "{name}: a language extension");
+        let kind = plain(&resource["Type"]).unwrap_or_default();
+        assert!(
+            kind.starts_with("AWS::") && !kind.starts_with("AWS::Serverless::"),
+            "{name}: {kind}"
+        );
+    }
+}
+
+/// The member role exists once per account (IAM is global, its name fixed): in RoleRegion's
+/// stack only. It trusts the central function's role alone, named by aws:PrincipalArn (a
+/// condition keeps naming a role that is deleted and created again; a role Principal would turn
+/// into the old role's unique id), and only with the external id.
+#[test]
+fn member_role_trusts_only_the_central_role_with_the_external_id() {
+    assert!(Deployment::member(OTHER_REGION, &[])
+        .resource("MemberRole")
+        .is_none());
+    let deployment = Deployment::member(ROLE_REGION, &[]);
+    let role = deployment.resource("MemberRole").expect("in RoleRegion");
+    assert_eq!(
+        role["Properties"]["RoleName"],
+        "iot-audit-remediator-member"
+    );
+    let trust = without_sids(role["Properties"]["AssumeRolePolicyDocument"].clone());
+    assert_eq!(
+        trust,
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{CENTRAL_ACCOUNT}:root") },
+                "Action": ASSUME_ROLE,
+                "Condition": {
+                    "ArnEquals": { "aws:PrincipalArn": CENTRAL_ROLE },
+                    "StringEquals": { "sts:ExternalId": EXTERNAL_ID }
+                }
+            }]
+        })
+    );
+    // What that means: the central role with the external id, and nobody else.
+    let document = &role["Properties"]["AssumeRolePolicyDocument"];
+    let others = format!("arn:aws:iam::{CENTRAL_ACCOUNT}:role/anyone-else");
+    for caller in [CENTRAL_ROLE, others.as_str(), STRANGER_ARN] {
+        for external_id in [Some(EXTERNAL_ID), Some("another-one"), None] {
+            let request = Request {
+                external_id,
+                ..Request::by(Caller::Role(caller), ASSUME_ROLE)
+            };
+            let expected = if caller == CENTRAL_ROLE && external_id == Some(EXTERNAL_ID) {
+                Verdict::Allowed
+            } else {
+                Verdict::Silent
+            };
+            assert_eq!(
+                verdict(document, request),
+                expected,
+                "{caller} with {external_id:?}"
+            );
+        }
+    }
+    let outputs = &deployment.template["Outputs"]["MemberRoleArn"];
+    assert_eq!(outputs["Condition"], "CreateMemberRole");
+}
+
+/// The member role grants IOT_ACTIONS and nothing else: the audit actions on `*` (no resource
+/// type), the policy actions on the prefix's policies of its account in every region (the
+/// role is global; the central function works each audit in its region). The prefix is the
+/// central stack's.
+#[test]
+fn member_role_grants_exactly_the_iot_actions_on_the_prefix() {
+    let member = member();
+    let role = &member["Resources"]["MemberRole"]["Properties"];
+    for key in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        assert!(role.get(key).is_none(), "MemberRole: no {key}");
+    }
+    let all: Vec<&Value> = one_or_many(&role["Policies"])
+        .into_iter()
+        .flat_map(|p| statements(&p["PolicyDocument"]))
+        .collect();
+    let grants = grants(&all);
+    assert_iot_grants(&grants, &[POLICY_ARN_EVERY_REGION], "MemberRole");
+    assert_eq!(iot_only(&grants), grants, "MemberRole: only IoT actions");
+
+    let central = template();
+    for key in [
+        "Type",
+        "Default",
+        "AllowedPattern",
+        "MinLength",
+        "MaxLength",
+    ] {
+        assert_eq!(
+            member["Parameters"]["TargetPolicyPrefix"][key],
+            central["Parameters"]["TargetPolicyPrefix"][key],
+            "TargetPolicyPrefix.{key}: as in template.yaml"
+        );
+    }
+    let resources: Vec<&str> = member["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("AWS::IAM::"))
+        })
+        .map(|(n, r)| {
+            assert_eq!(
+                r["Type"].as_str(),
+                Some("AWS::IAM::Role"),
+                "{n:?}: no policy resource"
+            );
+            n.as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(resources, ["MemberRole", "AuditRole", "AuditPublishRole"]);
+    for name in ["AuditRole", "AuditPublishRole"] {
+        device_defender_role(name, &member["Resources"][name]["Properties"]);
+    }
+    no_pass_role_and_no_s3(&member);
+}
+
+/// Device Defender in each member account and region as template.yaml configures it with
+/// ConfigureAuditNotifications=true: the same audit configuration, roles (confused-deputy
+/// conditions included), and scheduled audit; the member takes the same audit parameters.
+#[test]
+fn member_configures_device_defender_as_the_central_stack_does() {
+    for schedule in ["NONE", "DAILY", "WEEKLY"] {
+        let schedule = ("AuditSchedule", schedule);
+        // No pseudo parameters: both stay symbolic, as the central stack's do.
+        let member = Deployment::of(&member(), &[&MEMBER_PARAMETERS[..], &[schedule]].concat());
+        let central = Deployment::new(&[("ConfigureAuditNotifications", "true"), schedule]);
+        for name in [
+            "AuditConfiguration",
+            "AuditRole",
+            "AuditPublishRole",
+            "ScheduledAudit",
+        ] {
+            let strip = |r: Option<serde_json::Value>| {
+                r.map(|r| (r["Properties"].clone(), r["DependsOn"].clone()))
+            };
+            assert_eq!(
+                strip(member.resource(name)),
+                strip(central.resource(name)),
+                "{name} with {schedule:?}"
+            );
+        }
+    }
+    let (member, central) = (member(), template());
+    for name in ["AuditSchedule", "AuditDayOfWeek"] {
+        for key in ["Type", "Default", "AllowedValues"] {
+            assert_eq!(
+                member["Parameters"][name][key], central["Parameters"][name][key],
+                "{name}.{key}"
+            );
+        }
+    }
+}
+
+/// The member's audit topic takes publishes only from its Device Defender publishing role, over
+/// TLS; the central account may subscribe its function to it (by lambda, that function only),
+/// the way the Lambda guide subscribes across accounts, should SNS want the member's own
+/// subscription confirmed.
+#[test]
+fn member_topic_takes_publishes_only_from_its_publishing_role() {
+    for region in [ROLE_REGION, OTHER_REGION] {
+        let deployment = Deployment::member(region, &[]);
+        let policy = deployment.resource("AuditTopicPolicy").expect("always");
+        assert_eq!(
+            json_list(&policy["Properties"]["Topics"]),
+            ["ref:AuditTopic"]
+        );
+        let document = &policy["Properties"]["PolicyDocument"];
+        statements_on(document, "ref:AuditTopic", "AuditTopicPolicy");
+        let publisher = "getatt:AuditPublishRole.Arn";
+        let member_role = format!("arn:aws:iam::{MEMBER_ACCOUNT}:role/iot-audit-remediator-member");
+        for caller in [publisher, CENTRAL_ROLE, member_role.as_str(), STRANGER_ARN] {
+            let publish = Request::by(Caller::Role(caller), "sns:Publish");
+            let expected = if caller == publisher {
+                Verdict::Silent
+            } else {
+                Verdict::Denied
+            };
+            assert_eq!(
+                verdict(document, publish),
+                expected,
+                "{region}: {caller} publishes"
+            );
+            assert_eq!(
+                verdict(document, publish.without_tls()),
+                Verdict::Denied,
+                "{caller}: TLS only"
+            );
+        }
+        let service = Request::by(Caller::Service("iot.amazonaws.com"), "sns:Publish");
+        assert_eq!(
+            verdict(document, service),
+            Verdict::Denied,
+            "a service has no aws:PrincipalArn"
+        );
+
+        let subscribe = |caller, protocol, endpoint| {
+            verdict(
+                document,
+                Request::subscribe(Caller::Role(caller), protocol, endpoint),
+            )
+        };
+        let other_function = CENTRAL_FUNCTION_ARN.replace("A1B2C3", "OTHER");
+        assert_eq!(
+            subscribe(CENTRAL_ROLE, "lambda", CENTRAL_FUNCTION_ARN),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            subscribe(CENTRAL_ROLE, "lambda", &other_function),
+            Verdict::Silent
+        );
+        assert_eq!(
+            subscribe(CENTRAL_ROLE, "sqs", CENTRAL_FUNCTION_ARN),
+            Verdict::Silent
+        );
+        assert_eq!(
+            subscribe(STRANGER_ARN, "lambda", CENTRAL_FUNCTION_ARN),
+            Verdict::Silent
+        );
+    }
+}
+
+/// The central function is subscribed to the member's audit topic in every region, with a
+/// dead-letter queue in the member account that only SNS may fill, from that topic; every
+/// queue of the member stack refuses requests without TLS.
+#[test]
+fn member_subscribes_the_central_function_with_a_dead_letter_queue() {
+    for region in [ROLE_REGION, OTHER_REGION] {
+        let deployment = Deployment::member(region, &[]);
+        let subscriptions = deployment.resources_of_type("AWS::SNS::Subscription");
+        let [(name, subscription)] = &subscriptions.into_iter().collect::<Vec<_>>()[..] else {
+            panic!("one subscription")
+        };
+        let props = &subscription["Properties"];
+        assert_eq!(props["Protocol"], "lambda", "{name}");
+        assert_eq!(props["Endpoint"], CENTRAL_FUNCTION_ARN, "{name}");
+        assert_eq!(props["TopicArn"], "ref:AuditTopic", "{name}");
+        let queue = json_text(&props["RedrivePolicy"]["deadLetterTargetArn"]);
+        let queue = queue
+            .strip_prefix("getatt:")
+            .and_then(|q| q.strip_suffix(".Arn"))
+            .expect("a queue");
+        let resource = deployment.resource(queue).expect("the dead-letter queue");
+        assert_eq!(resource["Properties"]["SqsManagedSseEnabled"], true);
+
+        let policies = deployment.queue_policies();
+        assert_eq!(
+            policies.keys().collect::<Vec<_>>(),
+            [queue],
+            "one queue, one policy"
+        );
+        let document = &policies[queue];
+        let sns = Caller::Service("sns.amazonaws.com");
+        let from = |topic| Request {
+            source_arn: Some(topic),
+            ..Request::by(sns, "sqs:SendMessage")
+        };
+        assert_eq!(verdict(document, from("ref:AuditTopic")), Verdict::Allowed);
+        assert_eq!(verdict(document, from(OWN_TOPIC_ARN)), Verdict::Denied);
+        assert_eq!(
+            verdict(document, from("ref:AuditTopic").without_tls()),
+            Verdict::Denied
+        );
+        for role in [STRANGER_ARN, CENTRAL_ROLE] {
+            let send = Request::by(Caller::Role(role), "sqs:SendMessage");
+            assert_eq!(verdict(document, send), Verdict::Denied, "{role}");
+        }
+    }
+}
+
+/// The evaluator's account principals and subscription conditions: `…:root` stands for every
+/// principal of that account (and only of it); sns:Protocol and sns:Endpoint are the request's.
+#[test]
+fn the_policy_evaluator_reads_account_principals_and_subscriptions() {
+    let document = serde_json::json!({ "Statement": [
+        { "Effect": "Allow", "Principal": { "AWS": "arn:aws:iam::210987654321:root" },
+          "Action": "sns:Subscribe", "Resource": "t",
+          "Condition": { "StringEquals": { "sns:Protocol": "lambda", "sns:Endpoint": "f" } } }
+    ] });
+    let subscribe = |caller, protocol, endpoint| {
+        verdict(
+            &document,
+            Request::subscribe(Caller::Role(caller), protocol, endpoint),
+        )
+    };
+    assert_eq!(
+        subscribe("arn:aws:iam::210987654321:role/a", "lambda", "f"),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        subscribe("arn:aws:iam::210987654321:root", "lambda", "f"),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        subscribe("arn:aws:iam::123456789012:role/a", "lambda", "f"),
+        Verdict::Silent
+    );
+    assert_eq!(
+        subscribe("arn:aws:iam::210987654321:role/a", "sqs", "f"),
+        Verdict::Silent
+    );
+    assert_eq!(
+        subscribe("arn:aws:iam::210987654321:role/a", "lambda", "g"),
+        Verdict::Silent
+    );
+    let named = serde_json::json!({ "AWS": "arn:aws:iam::210987654321:role/a" });
+    assert!(!principal_matches(
+        &named,
+        Caller::Role("arn:aws:iam::210987654321:role/b")
+    ));
+    let publish = Request::by(
+        Caller::Role("arn:aws:iam::210987654321:role/a"),
+        "sns:Publish",
+    );
+    assert_eq!(
+        verdict(&document, publish),
+        Verdict::Silent,
+        "another action"
+    );
+}
+
+/// docs/organization.md's commands give member.yaml every parameter it has no default for and
+/// only parameters it has, and give the central stack only parameters template.yaml has.
+#[test]
+fn organization_guide_names_the_parameters_that_exist() {
+    let guide = read("docs/organization.md");
+    let named = |marker: &str, end: char| -> BTreeSet<String> {
+        guide
+            .split(marker)
+            .skip(1)
+            .filter_map(|rest| rest.split(end).next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let declared = |template: &Value| -> BTreeSet<String> {
+        template["Parameters"]
+            .as_mapping()
+            .expect("Parameters")
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    };
+    let (member, central) = (member(), template());
+    let given = named("ParameterKey=", ',');
+    assert!(given.is_subset(&declared(&member)), "{given:?}");
+    let required: BTreeSet<String> = member["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .filter(|(_, p)| p.get("Default").is_none())
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        required.is_subset(&given),
+        "required: {required:?}, given: {given:?}"
+    );
+
+    // The lines of the command after --parameter-overrides, up to the last continued one.
+    let after = guide
+        .split("--parameter-overrides")
+        .nth(1)
+        .expect("the central stack's --parameter-overrides");
+    let mut lines = Vec::new();
+    for line in after.lines() {
+        lines.push(line);
+        if !line.trim_end().ends_with('\\') {
+            break;
+        }
+    }
+    let overridden: BTreeSet<String> = lines
+        .iter()
+        .flat_map(|line| line.split_whitespace())
+        .filter_map(|word| word.split_once('=').map(|(k, _)| k.to_owned()))
+        .collect();
+    assert!(overridden.contains("MemberRoleName"), "{overridden:?}");
+    let central_parameters = declared(&central);
+    for name in &overridden {
+        if !name.starts_with("--") {
+            assert!(
+                central_parameters.contains(name),
+                "template.yaml has no {name}"
+            );
+        }
     }
 }

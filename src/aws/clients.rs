@@ -75,7 +75,15 @@ pub fn iot_client(
     sdk_config: &aws_config::SdkConfig,
     throttles: &Throttles,
 ) -> aws_sdk_iot::Client {
-    let builder = with_throttle_count(with_call_policy(sdk_config.into()), throttles);
+    iot_client_on(sdk_config.into(), throttles)
+}
+
+/// As [`iot_client`], from a configuration builder (another region, other credentials).
+pub(super) fn iot_client_on(
+    builder: aws_sdk_iot::config::Builder,
+    throttles: &Throttles,
+) -> aws_sdk_iot::Client {
+    let builder = with_throttle_count(with_call_policy(builder), throttles);
     aws_sdk_iot::Client::from_conf(builder.build())
 }
 

@@ -4,6 +4,7 @@
 //! the queue sender. Every SDK call of the function is in this folder.
 
 mod clients;
+mod connect;
 mod error;
 mod findings;
 mod iot;
@@ -18,6 +19,7 @@ pub use clients::{
     iot_client, sns_client, sqs_client, with_call_policy, ATTEMPT_TIMEOUT, IOT_ACTIONS,
     MAX_ATTEMPTS, MAX_BACKOFF, OPERATION_TIMEOUT, SNS_ACTIONS, SQS_ACTIONS,
 };
+pub use connect::Connector;
 pub use error::{IotError, IotErrorKind};
 pub use findings::{pages, suppressions, Page};
 pub use iot::{SdkIot, MAX_PAGE_SIZE};

@@ -16,6 +16,9 @@ pub struct Job {
     pub task_id: Option<String>,
     pub finding_id: Option<String>,
     pub policy: PolicyVersionRef,
+    /// The audit's account and region (SPEC §11); the function's own when absent.
+    pub account_id: Option<String>,
+    pub region: Option<String>,
 }
 
 /// Why a message body is not a job. Such a message is returned to the queue and, after the
@@ -42,6 +45,10 @@ struct Body<'a> {
     finding_id: Option<&'a str>,
     policy_name: &'a str,
     policy_version_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
 }
 
 /// `policyVersionIdentifier` as `ListAuditFindings` returns it, for jobs written by hand.
@@ -59,6 +66,8 @@ impl Job {
             finding_id: self.finding_id.as_deref(),
             policy_name: &self.policy.policy_name,
             policy_version_id: &self.policy.version_id,
+            account_id: self.account_id.as_deref(),
+            region: self.region.as_deref(),
         };
         // Serialising borrowed strings into JSON cannot fail.
         serde_json::to_string(&body).unwrap_or_default()
@@ -102,6 +111,8 @@ impl Job {
                 policy_name,
                 version_id,
             },
+            account_id: text("accountId"),
+            region: text("region"),
         })
     }
 }
@@ -119,6 +130,8 @@ mod tests {
                 policy_name: "WS_AUDIT_a".into(),
                 version_id: "3".into(),
             },
+            account_id: None,
+            region: None,
         }
     }
 
@@ -136,6 +149,17 @@ mod tests {
             ..job()
         };
         assert_eq!(Job::parse(Some(&bare.to_body())), Ok(bare));
+        let placed = Job {
+            account_id: Some("111111111111".into()),
+            region: Some("eu-west-1".into()),
+            ..job()
+        };
+        let body: Value = serde_json::from_str(&placed.to_body()).unwrap();
+        assert_eq!(
+            (&body["accountId"], &body["region"]),
+            (&json!("111111111111"), &json!("eu-west-1"))
+        );
+        assert_eq!(Job::parse(Some(&placed.to_body())), Ok(placed));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum RejectReason {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassifiedRecord {
     pub message_id: Option<String>,
+    /// The topic it was published to: its region is the audit's (SPEC §11).
+    pub topic_arn: Option<String>,
     pub message: Result<Message, RejectReason>,
 }
 
@@ -103,6 +105,7 @@ pub fn classify_event(event: &Value) -> Vec<ClassifiedRecord> {
 fn rejected(message_id: Option<String>, reason: RejectReason) -> ClassifiedRecord {
     ClassifiedRecord {
         message_id,
+        topic_arn: None,
         message: Err(reason),
     }
 }
@@ -112,6 +115,7 @@ pub fn classify_record(raw: &Value) -> ClassifiedRecord {
     match SnsRecord::deserialize(raw) {
         Ok(record) => ClassifiedRecord {
             message_id: Some(record.sns.message_id),
+            topic_arn: Some(record.sns.topic_arn).filter(|t| !t.is_empty()),
             message: classify_message(&record.sns.message),
         },
         Err(e) => {
@@ -178,8 +182,12 @@ fn shape(fields: &serde_json::Map<String, Value>) -> Option<Shape> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqsBody {
     /// A Device Defender message that reached the function through a queue subscribed to the
-    /// audit topic (SNS → SQS → Lambda): in its SNS envelope, or raw (raw message delivery).
-    Message(Result<Message, RejectReason>),
+    /// audit topic (SNS → SQS → Lambda): in its SNS envelope, which names the topic (and so
+    /// the audit's region), or raw (raw message delivery), which does not.
+    Message {
+        topic_arn: Option<String>,
+        message: Result<Message, RejectReason>,
+    },
     /// Anything else: read as a fan-out job (and rejected there when it is not one).
     Job,
 }
@@ -192,10 +200,17 @@ pub fn classify_sqs_body(body: Option<&str>) -> SqsBody {
     };
     let envelope = fields.get("Type").and_then(Value::as_str) == Some("Notification");
     match fields.get("Message") {
-        Some(Value::String(message)) if envelope => SqsBody::Message(classify_message(message)),
-        _ if shape(&fields).is_some() => {
-            SqsBody::Message(classify_message(body.unwrap_or_default()))
-        }
+        Some(Value::String(message)) if envelope => SqsBody::Message {
+            topic_arn: fields
+                .get("TopicArn")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            message: classify_message(message),
+        },
+        _ if shape(&fields).is_some() => SqsBody::Message {
+            topic_arn: None,
+            message: classify_message(body.unwrap_or_default()),
+        },
         _ => SqsBody::Job,
     }
 }
@@ -520,26 +535,41 @@ mod tests {
         let envelope = json!({"Type": "Notification", "MessageId": "m",
             "TopicArn": "arn:aws:sns:us-east-1:123456789012:DDA", "Message": message.to_string()});
         let audit = |body: &SqsBody| match body {
-            SqsBody::Message(Ok(Message::Audit(a))) => a.task_id.clone(),
+            SqsBody::Message {
+                topic_arn,
+                message: Ok(Message::Audit(a)),
+            } => (a.task_id.clone(), topic_arn.clone()),
             other => panic!("{other:?}"),
         };
-        assert_eq!(audit(&classify_sqs_body(Some(&envelope.to_string()))), "t1");
-        assert_eq!(audit(&classify_sqs_body(Some(&message.to_string()))), "t1");
+        let topic = Some("arn:aws:sns:us-east-1:123456789012:DDA".to_owned());
+        let wrapped = classify_sqs_body(Some(&envelope.to_string()));
+        assert_eq!(audit(&wrapped), ("t1".to_owned(), topic));
+        let raw = classify_sqs_body(Some(&message.to_string()));
+        assert_eq!(audit(&raw), ("t1".to_owned(), None));
         let detect = json!({"violationId": "v", "thingName": "t"}).to_string();
         assert!(matches!(
             classify_sqs_body(Some(&detect)),
-            SqsBody::Message(Ok(Message::DetectViolation(_)))
+            SqsBody::Message {
+                message: Ok(Message::DetectViolation(_)),
+                ..
+            }
         ));
         // An envelope around something that is not a message is rejected as that message.
         let bad = json!({"Type": "Notification", "Message": "not json"}).to_string();
         assert!(matches!(
             classify_sqs_body(Some(&bad)),
-            SqsBody::Message(Err(RejectReason::NotJson(_)))
+            SqsBody::Message {
+                message: Err(RejectReason::NotJson(_)),
+                ..
+            }
         ));
         let broken = json!({"taskId": "t1", "taskStatus": 7}).to_string();
         assert!(matches!(
             classify_sqs_body(Some(&broken)),
-            SqsBody::Message(Err(RejectReason::BadAuditMessage(_)))
+            SqsBody::Message {
+                message: Err(RejectReason::BadAuditMessage(_)),
+                ..
+            }
         ));
     }
 

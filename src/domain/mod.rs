@@ -10,6 +10,7 @@ mod message;
 mod partition;
 mod restrictive;
 mod rollback;
+mod scope;
 mod screen;
 mod send;
 mod suppression;
@@ -28,6 +29,10 @@ pub use restrictive::{DocumentError, RestrictivePolicy, MAX_DOCUMENT_CHARS, REST
 pub use rollback::{
     civil_date, decide_rollback, parse_rollback, restorable, suppression_description,
     RollbackDecision, RollbackError, RollbackRequest,
+};
+pub use scope::{
+    audit_account, place, session_name, topic_region, AccountMismatch, Credentials, Foreign, Home,
+    Placement, Scope,
 };
 pub use screen::{route, Route, Screen, Screener, SkipReason};
 pub use send::{sort_answer, EntryResult, FailedEntry};

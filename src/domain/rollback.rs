@@ -16,6 +16,9 @@ pub struct RollbackRequest {
     /// Only these policies (still within the prefix); `None`: every policy of the task.
     pub policy_names: Option<Vec<String>>,
     pub reason: Option<String>,
+    /// The account and region of the audit (SPEC §11); the function's own when absent.
+    pub account_id: Option<String>,
+    pub region: Option<String>,
 }
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum RollbackError {
     BadPolicyNames,
     #[error("rollback.reason must be a string")]
     BadReason,
+    #[error("rollback.{0} must be a non-empty string (leave it out for the function's own)")]
+    BadPlace(&'static str),
 }
 
 /// Reads the `rollback` member of an event. Unknown members are ignored.
@@ -65,10 +70,17 @@ pub fn parse_rollback(event: &Value) -> Result<RollbackRequest, RollbackError> {
         Some(Value::String(r)) => Some(r.clone()),
         Some(_) => return Err(RollbackError::BadReason),
     };
+    let place = |key| match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(v)) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
+        Some(_) => Err(RollbackError::BadPlace(key)),
+    };
     Ok(RollbackRequest {
         task_id,
         policy_names,
         reason,
+        account_id: place("accountId")?,
+        region: place("region")?,
     })
 }
 
@@ -175,10 +187,19 @@ mod tests {
                 task_id: "t1".into(),
                 policy_names: Some(vec!["WS_AUDIT_a".into()]),
                 reason: Some("devices offline".into()),
+                account_id: None,
+                region: None,
             })
         );
         let bare = parse_rollback(&json!({"rollback": {"taskId": "t1"}})).unwrap();
         assert_eq!((bare.policy_names, bare.reason), (None, None));
+        assert_eq!((bare.account_id, bare.region), (None, None));
+        let placed = json!({"rollback": {"taskId": "t1", "accountId": "111111111111", "region": "eu-west-1"}});
+        let placed = parse_rollback(&placed).unwrap();
+        assert_eq!(
+            (placed.account_id.as_deref(), placed.region.as_deref()),
+            (Some("111111111111"), Some("eu-west-1"))
+        );
         for (bad, why) in [
             (json!({"rollback": "t1"}), RollbackError::NotAnObject),
             (json!({"rollback": {}}), RollbackError::NoTaskId),
@@ -207,6 +228,14 @@ mod tests {
             (
                 json!({"rollback": {"taskId": "t", "reason": 1}}),
                 RollbackError::BadReason,
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "accountId": 111111111111u64}}),
+                RollbackError::BadPlace("accountId"),
+            ),
+            (
+                json!({"rollback": {"taskId": "t", "region": " "}}),
+                RollbackError::BadPlace("region"),
             ),
         ] {
             assert_eq!(parse_rollback(&bad), Err(why), "{bad}");

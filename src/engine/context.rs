@@ -1,9 +1,15 @@
 //! The application context: what every part of an invocation shares. It holds fields and no
 //! behaviour; its constructors only wire (the SDK clients, paced and counted as configured).
 
-use crate::aws::{Enqueuer, Pacer, Publisher, SdkIot, Throttles};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
+
+use crate::aws::{Connector, Enqueuer, Pacer, Publisher, SdkIot, Throttles};
 use crate::config::Config;
-use crate::domain::RestrictivePolicy;
+use crate::domain::{Home, Placement, RestrictivePolicy, Scope};
 
 /// Built once per process, shared by every invocation and every policy task.
 #[derive(Debug)]
@@ -18,6 +24,38 @@ pub struct App<P> {
     pub notifier: Option<Publisher>,
     /// Throttled IoT attempts, for the invocation's `Throttled` metric.
     pub throttles: Throttles,
+    /// The function's own account, region and name, from the first invocation's function ARN;
+    /// unset, every audit is worked with this application.
+    pub home: OnceLock<Home>,
+    /// The applications of other accounts and regions; `None`: none are made.
+    pub scopes: Option<Scopes<P>>,
+    /// The account and region of an application of another account or region; `None` for
+    /// the function's own (its `home`).
+    pub scope: Option<Scope>,
+}
+
+/// Makes the IoT port of a placement; the string names the member role's session.
+pub type Connect<P> = Box<dyn Fn(Placement, String) -> BoxFuture<'static, P> + Send + Sync>;
+
+/// The applications of other accounts and regions, made on first use (`App::for_audit`).
+pub struct Scopes<P> {
+    pub(super) connect: Connect<P>,
+    pub(super) apps: Mutex<HashMap<Scope, Arc<App<P>>>>,
+}
+
+impl<P> Scopes<P> {
+    pub fn new(connect: Connect<P>) -> Self {
+        Self {
+            connect,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Scopes<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scopes").finish_non_exhaustive()
+    }
 }
 
 /// The SDK clients the production wiring takes. `sqs` and `sns` are used only when the
@@ -29,6 +67,8 @@ pub struct SdkClients {
     pub sqs: Option<aws_sdk_sqs::Client>,
     pub sns: Option<aws_sdk_sns::Client>,
     pub throttles: Throttles,
+    /// The clients of other accounts and regions; `None`: every audit in the function's own.
+    pub connector: Option<Connector>,
 }
 
 impl<P> App<P> {
@@ -41,6 +81,9 @@ impl<P> App<P> {
             queue: None,
             notifier: None,
             throttles: Throttles::default(),
+            home: OnceLock::new(),
+            scopes: None,
+            scope: None,
         }
     }
 }
@@ -60,11 +103,28 @@ impl App<SdkIot> {
             .as_ref()
             .zip(clients.sns)
             .map(|(topic, sns)| Publisher::new(sns, topic.clone()));
+        let scopes = clients
+            .connector
+            .map(|connector| scopes(connector, &config));
         Self {
             queue,
             notifier,
             throttles: clients.throttles,
+            scopes,
             ..Self::new(SdkIot::new(clients.iot, pacer), config, restrictive)
         }
     }
+}
+
+/// Each account and region gets its own client and its own pacer: quotas are per account and
+/// region, so two accounts' audits run side by side, each at its own.
+fn scopes(connector: Connector, config: &Config) -> Scopes<SdkIot> {
+    let config = config.clone();
+    Scopes::new(Box::new(move |placement, session| {
+        let (connector, config) = (connector.clone(), config.clone());
+        Box::pin(async move {
+            let client = connector.iot(&placement, &session).await;
+            SdkIot::new(client, Pacer::per_operation(|op| config.pace(op)))
+        })
+    }))
 }

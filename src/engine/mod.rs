@@ -8,6 +8,7 @@ mod cutoff;
 mod pool;
 mod remediate;
 mod rollback;
+mod scopes;
 mod verify;
 
 pub use context::{App, SdkClients};
@@ -15,6 +16,7 @@ pub use cutoff::{now_ms, Cutoff};
 pub use pool::Pool;
 pub use remediate::remediate;
 pub use rollback::{roll_back, RollbackContext};
+pub use scopes::{Placed, ScopeError};
 pub use verify::remediate_job;
 
 #[cfg(test)]

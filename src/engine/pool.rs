@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinError, JoinSet};
+use tracing::Instrument;
 
 use crate::aws::Iot;
 use crate::domain::Target;
@@ -67,11 +68,16 @@ impl<T> Pool<T> {
             return Some((tag, FindingReport::for_target(&target, Outcome::Deferred)));
         }
         let task = work(target.clone());
-        let handle = self.workers.spawn(async move {
-            let report = task.await;
-            drop(slot);
-            report
-        });
+        // In the caller's span, so that the policy's log lines name its request, account and
+        // region.
+        let handle = self.workers.spawn(
+            async move {
+                let report = task.await;
+                drop(slot);
+                report
+            }
+            .in_current_span(),
+        );
         self.running.insert(handle.id(), (tag, target));
         None
     }

@@ -801,3 +801,47 @@ async fn an_unbacked_job_costs_one_read_and_writes_nothing() {
     assert!(failed(&remediate_job(&app, target("1")).await).contains("DescribeAuditFinding"));
     assert!(app.iot.writes().is_empty());
 }
+
+/// Placement (SPEC §11) without the clients of other accounts: the function's own account and
+/// region is this application; anything else is refused, never worked here with its own keys.
+#[tokio::test]
+async fn without_scopes_only_the_home_is_served() {
+    let app = on_fake(FakeIot::new(Fleet::default()), Config::default());
+    let other = || app.for_audit(Some("111111111111"), Some("eu-west-1"), "t");
+    // No function ARN yet: every audit is this application's (the doors' tests run so).
+    assert!(Arc::ptr_eq(&other().await.unwrap(), &app));
+    app.home.set(app_home()).unwrap();
+    let own = app.for_audit(None, None, "t").await.unwrap();
+    assert!(Arc::ptr_eq(&own, &app));
+    let refused = refusal(other().await);
+    assert!(matches!(refused, ScopeError::Foreign(_)), "{refused}");
+    let config = Config {
+        member: Some(crate::config::MemberConfig {
+            role_name: "Remediator".into(),
+            external_id: None,
+        }),
+        ..Config::default()
+    };
+    let app = on_fake(FakeIot::new(Fleet::default()), config);
+    app.home.set(app_home()).unwrap();
+    let refused = refusal(app.for_audit(Some("111111111111"), None, "t").await);
+    assert!(matches!(refused, ScopeError::NotServed(..)), "{refused}");
+    assert!(
+        refused.to_string().starts_with("foreign_account: "),
+        "{refused}"
+    );
+    let region = refusal(app.for_audit(None, Some("eu-west-1"), "t").await);
+    assert!(matches!(region, ScopeError::NotServed(..)), "{region}");
+}
+
+fn app_home() -> crate::domain::Home {
+    crate::domain::Home::from_function_arn("arn:aws:lambda:us-east-1:123456789012:function:f")
+        .unwrap()
+}
+
+fn refusal<T>(placed: Result<T, ScopeError>) -> ScopeError {
+    match placed {
+        Ok(_) => panic!("placed, not refused"),
+        Err(e) => e,
+    }
+}

@@ -7,6 +7,7 @@ pub mod rollback;
 pub mod sns;
 pub mod sqs;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,7 @@ use thiserror::Error;
 use crate::aws::Iot;
 use crate::domain::{event_kind, EventKind};
 use crate::engine::{App, Cutoff};
-use crate::report::{emf_line, Counts, JobsReport, Mode, Report};
+use crate::report::{account_emf, emf_line, Counts, JobsReport, Mode, Report, Totals};
 
 pub use sns::Incomplete;
 
@@ -66,7 +67,7 @@ pub async fn handle<P: Iot>(
                 notification_errors: report.notification_errors,
                 ..Counts::from_totals(&report.totals)
             };
-            emit_metrics(app, Mode::Jobs, counts);
+            emit_metrics(app, Mode::Jobs, counts, &report.totals_by_account());
             if report.unnamed > 0 {
                 return Err(InvocationError::UnnamedRecords(report.unnamed));
             }
@@ -87,13 +88,14 @@ pub async fn handle<P: Iot>(
     } else {
         Mode::Audit
     };
-    emit_metrics(app, mode, counts);
+    emit_metrics(app, mode, counts, &report.totals_by_account());
     Ok(Response::Audit(result?))
 }
 
-/// Prints the EMF object as a raw line of its own, never through the log formatter, so that
-/// CloudWatch reads it as metrics whatever `AWS_LAMBDA_LOG_FORMAT` is.
-fn emit_metrics<P>(app: &App<P>, mode: Mode, counts: Counts) {
+/// Prints the EMF objects, each as a raw line of its own, never through the log formatter, so
+/// that CloudWatch reads them as metrics whatever `AWS_LAMBDA_LOG_FORMAT` is: the invocation's,
+/// then one per account whose findings it worked on (SPEC §11).
+fn emit_metrics<P>(app: &App<P>, mode: Mode, counts: Counts, accounts: &BTreeMap<String, Totals>) {
     let counts = Counts {
         throttled: app.throttles.take(),
         ..counts
@@ -101,11 +103,15 @@ fn emit_metrics<P>(app: &App<P>, mode: Mode, counts: Counts) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let line = emf_line(&app.config.metrics_namespace, mode, &counts, now_ms);
+    let namespace = &app.config.metrics_namespace;
     // `println!`, not a raw write: the test harness captures it (property tests invoke the
     // handler thousands of times). It would panic only on a closed stdout, and in Lambda that
     // means the runtime that reads it is gone already.
-    println!("{line}");
+    println!("{}", emf_line(namespace, mode, &counts, now_ms));
+    for (account, totals) in accounts {
+        let counts = Counts::from_totals(totals);
+        println!("{}", account_emf(namespace, mode, account, &counts, now_ms));
+    }
 }
 
 impl From<InvocationError> for lambda_runtime::Diagnostic {

@@ -6,7 +6,9 @@ use tokio::task::JoinSet;
 
 use crate::aws::Publisher;
 use crate::config::Config;
-use crate::report::{notification, AuditReport, Entry, NotificationInput, NotificationKind};
+use crate::report::{
+    notification, AuditReport, Entry, NotificationInput, NotificationKind, RecordOutcome,
+};
 
 pub struct Notices<'a> {
     publisher: Option<&'a Publisher>,
@@ -23,14 +25,15 @@ impl<'a> Notices<'a> {
         }
     }
 
-    /// The notification of one audit record or rollback.
-    pub fn audit(
-        &mut self,
-        kind: NotificationKind,
-        report: &AuditReport,
-        account: Option<&str>,
-        reason: Option<&str>,
-    ) {
+    /// The notification of an audit record, when it was acted on.
+    pub fn record(&mut self, outcome: &RecordOutcome) {
+        if let RecordOutcome::Processed(report) = outcome {
+            self.audit(NotificationKind::Audit, report, None);
+        }
+    }
+
+    /// The notification of one audit record or rollback, naming its account and region.
+    pub fn audit(&mut self, kind: NotificationKind, report: &AuditReport, reason: Option<&str>) {
         let entries: Vec<Entry> = report
             .findings
             .iter()
@@ -41,8 +44,8 @@ impl<'a> Notices<'a> {
             .collect();
         self.send(&NotificationInput {
             kind,
-            account,
-            region: self.config.region.as_deref(),
+            account: report.account_id.as_deref(),
+            region: report.region.as_deref(),
             task_id: Some(&report.task_id),
             entries: &entries,
             totals: &report.totals,

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::aws::{self, Iot, Listed};
-use crate::domain::{parse_rollback, Screener, OVERLY_PERMISSIVE_CHECK};
+use crate::domain::{parse_rollback, RollbackRequest, Screener, OVERLY_PERMISSIVE_CHECK};
 use crate::engine::{roll_back, App, Cutoff, Pool, RollbackContext};
 use crate::report::{
     AuditReport, CheckReport, NotificationKind, RecordOutcome, RecordReport, Report,
@@ -30,20 +31,9 @@ pub async fn handle_rollback<P: Iot>(
             reason: e.to_string(),
         },
         Ok(request) => {
-            tracing::info!(task_id = %request.task_id, policies = ?request.policy_names,
-                reason = request.reason.as_deref().unwrap_or("-"), "rollback requested");
-            let screener = Screener::new(app.config.target_policy_prefix.clone())
-                .for_rollback(request.policy_names.as_deref());
-            let rollback = Arc::new(RollbackContext {
-                task_id: request.task_id,
-                reason: request.reason,
-            });
-            let done = roll_back_task(app, Arc::clone(&rollback), screener, cutoff).await;
-            let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
-            let reason = rollback.reason.as_deref();
-            notices.audit(NotificationKind::Rollback, &done, None, reason);
-            report.notification_errors = notices.finish().await;
-            RecordOutcome::Processed(done)
+            let (outcome, errors) = rollback_outcome(app, request, cutoff).await;
+            report.notification_errors = errors;
+            outcome
         }
     };
     report.push(RecordReport {
@@ -51,6 +41,46 @@ pub async fn handle_rollback<P: Iot>(
         outcome,
     });
     Incomplete::check(report)
+}
+
+/// A rollback in the account and region it names (SPEC §11), then notified; the outcome and
+/// the notifications that could not be sent.
+async fn rollback_outcome<P: Iot>(
+    app: &Arc<App<P>>,
+    request: RollbackRequest,
+    cutoff: Cutoff,
+) -> (RecordOutcome, u64) {
+    tracing::info!(task_id = %request.task_id, policies = ?request.policy_names,
+        account = request.account_id.as_deref().unwrap_or("-"),
+        region = request.region.as_deref().unwrap_or("-"),
+        reason = request.reason.as_deref().unwrap_or("-"), "rollback requested");
+    let account = request.account_id.as_deref();
+    let region = request.region.as_deref();
+    let app = match app.for_audit(account, region, &request.task_id).await {
+        Ok(app) => app,
+        Err(e) => {
+            let reason = e.to_string();
+            return (RecordOutcome::Rejected { reason }, 0);
+        }
+    };
+    let placed = app.reported(account);
+    let screener = Screener::new(app.config.target_policy_prefix.clone())
+        .for_rollback(request.policy_names.as_deref());
+    let rollback = Arc::new(RollbackContext {
+        task_id: request.task_id,
+        reason: request.reason,
+    });
+    let mut done = roll_back_task(&app, Arc::clone(&rollback), screener, cutoff)
+        .instrument(placed.span())
+        .await;
+    done.place(placed.account, placed.region);
+    let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
+    notices.audit(
+        NotificationKind::Rollback,
+        &done,
+        rollback.reason.as_deref(),
+    );
+    (RecordOutcome::Processed(done), notices.finish().await)
 }
 
 /// Lists the task's findings and rolls back each in-scope policy, at most `MAX_CONCURRENCY` at

@@ -1,22 +1,24 @@
 //! The SNS door (SPEC §2–§6): every record of the event, every in-scope finding of a completed
 //! audit worked on inline or sent to the fan-out queue, one report.
 
+use std::collections::{BTreeMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::Value;
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::aws::{self, Enqueuer, Iot, IotError, Listed, BATCH_SIZE};
 use crate::domain::{
-    classify_event, route, AuditDetail, AuditMessage, Finding, Job, Message, Route, Screen,
-    Screener, Suppressions, Target, TaskStatus,
+    audit_account, classify_event, route, topic_region, AuditDetail, AuditMessage, Finding, Job,
+    Message, RejectReason, Route, Screen, Screener, Suppressions, Target, TaskStatus,
 };
-use crate::engine::{now_ms, App, Cutoff, Pool};
+use crate::engine::{now_ms, App, Cutoff, Pool, ScopeError};
 use crate::report::{
-    AuditReport, CheckHandling, CheckReport, FindingReport, NotificationKind, Outcome,
-    RecordOutcome, RecordReport, RecordSkipReason, Report,
+    AuditReport, CheckHandling, CheckReport, FindingReport, Outcome, RecordOutcome, RecordReport,
+    RecordSkipReason, Report,
 };
 
 use super::notices::Notices;
@@ -79,15 +81,13 @@ pub async fn handle_event<P: Iot>(
 ) -> Result<Report, Incomplete> {
     let mut report = Report::new(app.config.dry_run);
     let mut notices = Notices::new(app.notifier.as_ref(), &app.config);
-    for record in classify_event(event) {
-        let outcome = match record.message {
-            Err(reason) => RecordOutcome::Rejected {
-                reason: reason.to_string(),
-            },
-            Ok(message) => record_outcome(app, message, cutoff, &mut notices).await,
-        };
+    let records = classify_event(event)
+        .into_iter()
+        .map(|r| (r.message_id, r.topic_arn, r.message));
+    for (message_id, outcome) in outcomes(app, records, cutoff).await {
+        notices.record(&outcome);
         report.push(RecordReport {
-            message_id: record.message_id,
+            message_id,
             outcome,
         });
     }
@@ -95,12 +95,66 @@ pub async fn handle_event<P: Iot>(
     Incomplete::check(report)
 }
 
+/// A message to work on: its tag, the topic it came from, what it carries.
+pub(super) type Delivered<T> = (T, Option<String>, Result<Message, RejectReason>);
+
+/// The outcome of each message, tagged with `T`, in order. The messages of one account and
+/// region go one after another (they share its pacer, and side by side they would multiply
+/// `MAX_CONCURRENCY`); those of different ones side by side, each at its own quota (SPEC §11).
+pub(super) async fn outcomes<P: Iot, T>(
+    app: &Arc<App<P>>,
+    messages: impl IntoIterator<Item = Delivered<T>>,
+    cutoff: Cutoff,
+) -> Vec<(T, RecordOutcome)> {
+    let mut by_quota: BTreeMap<QuotaKey, Vec<(usize, Delivered<T>)>> = BTreeMap::new();
+    for (i, delivered) in messages.into_iter().enumerate() {
+        let key = quota_key(delivered.1.as_deref(), &delivered.2);
+        by_quota.entry(key).or_default().push((i, delivered));
+    }
+    let each = by_quota.into_values().map(|group| async move {
+        let mut done = Vec::new();
+        for (i, (tag, topic_arn, message)) in group {
+            let outcome = match message {
+                Err(reason) => RecordOutcome::Rejected {
+                    reason: reason.to_string(),
+                },
+                Ok(message) => record_outcome(app, message, topic_arn.as_deref(), cutoff).await,
+            };
+            done.push((i, tag, outcome));
+        }
+        done
+    });
+    let mut all: Vec<_> = futures::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter()
+        .map(|(_, tag, outcome)| (tag, outcome))
+        .collect()
+}
+
+/// The account and region whose quota a message's calls would use, as far as it says.
+type QuotaKey = (Option<String>, Option<String>);
+
+fn quota_key(topic_arn: Option<&str>, message: &Result<Message, RejectReason>) -> QuotaKey {
+    let account = match message {
+        Ok(Message::Audit(audit)) => audit_account(audit.account_id.as_deref(), topic_arn)
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    let region = topic_arn.and_then(topic_region);
+    (account.map(str::to_owned), region.map(str::to_owned))
+}
+
 /// What one recognised message comes to: only a completed audit is acted on.
-pub(super) async fn record_outcome<P: Iot>(
+async fn record_outcome<P: Iot>(
     app: &Arc<App<P>>,
     message: Message,
+    topic_arn: Option<&str>,
     cutoff: Cutoff,
-    notices: &mut Notices<'_>,
 ) -> RecordOutcome {
     let skipped = |reason, task_id, detail| RecordOutcome::Skipped {
         reason,
@@ -128,13 +182,43 @@ pub(super) async fn record_outcome<P: Iot>(
             Some(audit.task_id),
             format!("taskStatus is {}", audit.task_status),
         ),
-        Message::Audit(audit) => {
-            let report = handle_audit(app, &audit, cutoff).await;
-            let account = audit.account_id.as_deref();
-            notices.audit(NotificationKind::Audit, &report, account, None);
-            RecordOutcome::Processed(report)
-        }
+        Message::Audit(audit) => audit_outcome(app, &audit, topic_arn, cutoff).await,
     }
+}
+
+/// A completed audit, worked on in its account and region (SPEC §11). Its log lines name both.
+async fn audit_outcome<P: Iot>(
+    app: &Arc<App<P>>,
+    audit: &AuditMessage,
+    topic_arn: Option<&str>,
+    cutoff: Cutoff,
+) -> RecordOutcome {
+    let (app, account) = match audit_app(app, audit, topic_arn).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            return RecordOutcome::Rejected {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let placed = app.reported(account.as_deref());
+    let mut report = handle_audit(&app, audit, cutoff)
+        .instrument(placed.span())
+        .await;
+    report.place(placed.account, placed.region);
+    RecordOutcome::Processed(report)
+}
+
+/// The application of the audit's account and region, and the account the audit belongs to.
+async fn audit_app<P: Iot>(
+    app: &Arc<App<P>>,
+    audit: &AuditMessage,
+    topic_arn: Option<&str>,
+) -> Result<(Arc<App<P>>, Option<String>), ScopeError> {
+    let account = audit_account(audit.account_id.as_deref(), topic_arn)?;
+    let region = topic_arn.and_then(topic_region);
+    let app = app.for_audit(account, region, &audit.task_id).await?;
+    Ok((app, account.map(str::to_owned)))
 }
 
 /// Handles one completed audit: lists the findings of the non-compliant overly permissive
@@ -147,7 +231,7 @@ pub async fn handle_audit<P: Iot>(
     let mut report = AuditReport::new(audit);
     // The same check named twice is listed once (SPEC §10): a message cannot make the function
     // page the same findings again and burn the account's quota.
-    let mut listed = std::collections::HashSet::new();
+    let mut listed = HashSet::new();
     for detail in &audit.audit_details {
         let mut check = CheckReport::new(detail);
         if detail.is_remediable() && !listed.insert(detail.check_name.as_str()) {
@@ -244,10 +328,14 @@ impl Sink<'_> {
                 pool.finished(|(), finding| report.push(finding));
             }
             Sink::Queue { enqueuer, buffer } => {
+                // The worker works the job in the audit's account and region.
+                let scope = ctx.app.scope();
                 buffer.push(Job {
                     task_id: Some(ctx.task_id.to_owned()),
                     finding_id: target.finding_id,
                     policy: target.policy,
+                    account_id: scope.map(|s| s.account.clone()),
+                    region: scope.map(|s| s.region.clone()),
                 });
                 if buffer.len() == BATCH_SIZE {
                     send_jobs(enqueuer, std::mem::take(buffer), report).await;

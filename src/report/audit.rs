@@ -1,6 +1,8 @@
 //! The report of an SNS invocation (SPEC §6): records, audits, checks, with a summary log line
 //! per record.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::domain::{AuditDetail, AuditMessage, CheckRunStatus};
@@ -90,6 +92,11 @@ pub struct AuditReport {
     pub task_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
+    /// The account and region the audit was worked in (SPEC §11), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub checks: Vec<CheckReport>,
     pub findings: Vec<FindingReport>,
     pub totals: Totals,
@@ -108,10 +115,18 @@ impl AuditReport {
         Self {
             task_id: task_id.to_owned(),
             task_type: None,
+            account_id: None,
+            region: None,
             checks: Vec::new(),
             findings: Vec::new(),
             totals: Totals::default(),
         }
+    }
+
+    /// Names the account and region the audit was worked in.
+    pub fn place(&mut self, account_id: Option<&str>, region: Option<&str>) {
+        self.account_id = account_id.map(str::to_owned);
+        self.region = region.map(str::to_owned);
     }
 
     /// Logs and counts one finding's result.
@@ -200,6 +215,23 @@ impl Report {
         }
     }
 
+    /// The findings' totals by the account they were worked in (those of audits whose account
+    /// is not known are left out).
+    pub fn totals_by_account(&self) -> BTreeMap<String, Totals> {
+        let mut by_account: BTreeMap<String, Totals> = BTreeMap::new();
+        for record in &self.records {
+            if let RecordOutcome::Processed(audit) = &record.outcome {
+                if let Some(account) = &audit.account_id {
+                    by_account
+                        .entry(account.clone())
+                        .or_default()
+                        .add(&audit.totals);
+                }
+            }
+        }
+        by_account
+    }
+
     /// Adds a record's result, with its summary log line.
     pub fn push(&mut self, record: RecordReport) {
         let id = record.message_id.as_deref().unwrap_or("-");
@@ -210,7 +242,9 @@ impl Report {
                 self.totals.add(&audit.totals);
                 let t = &audit.totals;
                 tracing::info!(
-                    message_id = id, task_id = %audit.task_id, findings = t.findings,
+                    message_id = id, task_id = %audit.task_id,
+                    account = audit.account_id.as_deref().unwrap_or("-"),
+                    region = audit.region.as_deref().unwrap_or("-"), findings = t.findings,
                     remediated = t.remediated, would_remediate = t.would_remediate,
                     skipped = t.skipped, failed = t.failed, deferred = t.deferred, enqueued = t.enqueued,
                     listing_errors = t.listing_errors,
@@ -238,13 +272,7 @@ mod tests {
 
     #[test]
     fn totals_count_and_add() {
-        let mut audit = AuditReport {
-            task_id: "t".into(),
-            task_type: None,
-            checks: vec![],
-            findings: vec![],
-            totals: Totals::default(),
-        };
+        let mut audit = AuditReport::for_task("t");
         for outcome in [
             Outcome::Remediated,
             Outcome::Skipped {

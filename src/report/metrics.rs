@@ -13,8 +13,17 @@ use serde_json::{json, Map, Value};
 
 use super::Totals;
 
-/// The one dimension, so that audit, job and rollback invocations chart and alarm apart.
+/// The invocation's dimension, so that audit, job and rollback invocations chart and alarm apart.
 pub const DIMENSION: &str = "Mode";
+
+/// The dimension of the per-account objects (SPEC §11): a dimension, not a metric name per
+/// account, so that the same metric names, dashboards and alarms serve every account, and
+/// adding an account adds no metric to the template.
+pub const ACCOUNT_DIMENSION: &str = "Account";
+
+/// The metrics that belong to the invocation, not to one account: they are left out of the
+/// per-account objects, which carry the finding outcomes.
+pub const INVOCATION_ONLY: [&str; 3] = ["RejectedRecords", "NotificationErrors", "Throttled"];
 
 /// Every metric's unit: each one counts things.
 pub const UNIT: &str = "Count";
@@ -125,14 +134,45 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// The EMF object: `_aws` declares the namespace, the one dimension set `[["Mode"]]` and every
-/// metric with unit `Count`; the dimension and each metric are top-level members beside it.
+/// The invocation's EMF object: `_aws` declares the namespace, the one dimension set
+/// `[["Mode"]]` and every metric with unit `Count`; the dimension and each metric are
+/// top-level members beside it.
 pub fn emf(namespace: &str, mode: Mode, counts: &Counts, timestamp_ms: u64) -> Value {
-    let values = counts.values();
+    let dimensions = [(DIMENSION, mode.as_str())];
+    object(namespace, &dimensions, &counts.values(), timestamp_ms)
+}
+
+/// The EMF object of one account's findings in the invocation: dimension set
+/// `[["Mode", "Account"]]` and the metrics that are not [`INVOCATION_ONLY`]. A separate object rather
+/// than a second dimension set on the invocation's: the invocation can span several
+/// accounts, and each account's counts are its own.
+pub fn account_emf(
+    namespace: &str,
+    mode: Mode,
+    account: &str,
+    counts: &Counts,
+    timestamp_ms: u64,
+) -> Value {
+    let dimensions = [(DIMENSION, mode.as_str()), (ACCOUNT_DIMENSION, account)];
+    let values: Vec<(&str, u64)> = counts
+        .values()
+        .into_iter()
+        .filter(|(name, _)| !INVOCATION_ONLY.contains(name))
+        .collect();
+    object(namespace, &dimensions, &values, timestamp_ms)
+}
+
+fn object(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    values: &[(&str, u64)],
+    timestamp_ms: u64,
+) -> Value {
     let declared: Vec<Value> = values
         .iter()
         .map(|(name, _)| json!({"Name": name, "Unit": UNIT}))
         .collect();
+    let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
     let mut object = Map::new();
     object.insert(
         "_aws".to_owned(),
@@ -140,19 +180,21 @@ pub fn emf(namespace: &str, mode: Mode, counts: &Counts, timestamp_ms: u64) -> V
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [[DIMENSION]],
+                "Dimensions": [names],
                 "Metrics": declared,
             }],
         }),
     );
-    object.insert(DIMENSION.to_owned(), Value::from(mode.as_str()));
+    for (name, value) in dimensions {
+        object.insert((*name).to_owned(), Value::from(*value));
+    }
     for (name, value) in values {
-        object.insert(name.to_owned(), Value::from(value));
+        object.insert((*name).to_owned(), Value::from(*value));
     }
     Value::Object(object)
 }
 
-/// [`emf`] as the line to print: compact JSON, so no newline inside (one log event for
+/// An EMF object as the line to print: compact JSON, so no newline inside (one log event for
 /// CloudWatch Logs, which reads EMF only from a whole event); the caller adds the newline.
 pub fn emf_line(namespace: &str, mode: Mode, counts: &Counts, timestamp_ms: u64) -> String {
     emf(namespace, mode, counts, timestamp_ms).to_string()
@@ -258,6 +300,36 @@ mod tests {
                 assert!(!METRIC_NAMES.contains(&name), "a dimension is not a metric");
             }
         }
+    }
+
+    #[test]
+    fn an_account_object_has_the_finding_metrics_under_mode_and_account() {
+        let v = account_emf(NS, Mode::Jobs, "111111111111", &sample(), TS);
+        let finding_metrics = [
+            "Findings",
+            "Remediated",
+            "WouldRemediate",
+            "Skipped",
+            "Failed",
+            "Deferred",
+            "Enqueued",
+            "RolledBack",
+            "ListingErrors",
+        ];
+        assert_eq!(declared_names(&v), finding_metrics);
+        assert_eq!(directive(&v)["Dimensions"], json!([["Mode", "Account"]]));
+        assert_eq!(
+            (v["Mode"].as_str(), v["Account"].as_str()),
+            (Some("jobs"), Some("111111111111"))
+        );
+        let expected = [12, 1, 2, 3, 4, 5, 6, 7, 9];
+        for (name, n) in finding_metrics.iter().zip(expected) {
+            assert_eq!(v[*name].as_u64(), Some(n), "{name}");
+        }
+        for invocation_only in ["RejectedRecords", "NotificationErrors", "Throttled"] {
+            assert!(v.get(invocation_only).is_none(), "{invocation_only}: {v}");
+        }
+        assert_eq!(v.as_object().unwrap().len(), 1 + 2 + 9, "{v}");
     }
 
     #[test]

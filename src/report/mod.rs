@@ -14,9 +14,12 @@ pub use audit::{
     AuditReport, CheckHandling, CheckReport, RecordOutcome, RecordReport, RecordSkipReason,
     RecordTotals, Report,
 };
-pub use batch::JobsReport;
+pub use batch::{JobsReport, ScopeTotals};
 pub use finding::{FindingReport, Outcome, Totals};
-pub use metrics::{emf, emf_line, Counts, Mode, DIMENSION, METRIC_NAMES, UNIT};
+pub use metrics::{
+    account_emf, emf, emf_line, Counts, Mode, ACCOUNT_DIMENSION, DIMENSION, INVOCATION_ONLY,
+    METRIC_NAMES, UNIT,
+};
 pub use notification::{
     notification, reinstall_command, rollback_event, shell_quote, Entry, Notification,
     NotificationInput, NotificationKind, NotificationOutcome, LOG_FIELD_PREFIX, SAFETY_MARGIN,

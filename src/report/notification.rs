@@ -217,7 +217,7 @@ fn listed(context: &Context) -> Vec<Rendered> {
         .input
         .entries
         .iter()
-        .filter_map(|e| Rendered::of(e, &context.tasks))
+        .filter_map(|e| Rendered::of(e, context))
         .collect();
     items.sort_by_key(|item| item.section != Section::Failed);
     items
@@ -508,17 +508,21 @@ enum Undo {
 }
 
 impl Undo {
-    fn of(entry: &Entry) -> Option<Self> {
+    /// The undo in the account and region the notification names (SPEC §11): the event names
+    /// them for the function, the command its region (it runs with the reader's credentials,
+    /// which must be the account's).
+    fn of(entry: &Entry, account: Option<&str>, region: Option<&str>) -> Option<Self> {
         let f = entry.finding;
         if f.outcome != Outcome::Remediated {
             return None;
         }
         let name = f.policy_name.as_deref()?;
         if f.kept_version_id.is_some() {
-            return Some(Undo::Rollback(rollback_event(entry.task_id, name)));
+            let event = rollback_event(entry.task_id, name, account, region);
+            return Some(Undo::Rollback(event));
         }
         let document = f.replaced_document.as_deref()?;
-        Some(Undo::Reinstall(reinstall_command(name, document)))
+        Some(Undo::Reinstall(reinstall_command(name, document, region)))
     }
 
     fn json(&self) -> Value {
@@ -542,16 +546,31 @@ impl Undo {
     }
 }
 
-/// The rollback event of SPEC §9 that undoes the remediation of one policy of one audit task.
-pub fn rollback_event(task_id: &str, policy_name: &str) -> Value {
-    json!({ "rollback": { "taskId": task_id, "policyNames": [policy_name], "reason": UNDO_REASON } })
+/// The rollback event of SPEC §9 that undoes the remediation of one policy of one audit task,
+/// in its account and region when they are known.
+pub fn rollback_event(
+    task_id: &str,
+    policy_name: &str,
+    account: Option<&str>,
+    region: Option<&str>,
+) -> Value {
+    let mut event =
+        json!({ "taskId": task_id, "policyNames": [policy_name], "reason": UNDO_REASON });
+    for (key, value) in [("accountId", account), ("region", region)] {
+        if let Some(value) = value {
+            event[key] = Value::from(value);
+        }
+    }
+    json!({ "rollback": event })
 }
 
 /// The AWS CLI command that installs `document` again as the default version of the policy,
-/// each argument quoted so that it runs as printed in a POSIX shell.
-pub fn reinstall_command(policy_name: &str, document: &str) -> String {
+/// in `region` when it is known, each argument quoted so that it runs as printed in a POSIX
+/// shell.
+pub fn reinstall_command(policy_name: &str, document: &str, region: Option<&str>) -> String {
+    let region = region.map_or_else(String::new, |r| format!(" --region {}", shell_quote(r)));
     format!(
-        "aws iot create-policy-version --policy-name {} --set-as-default --policy-document {}",
+        "aws iot create-policy-version{region} --policy-name {} --set-as-default --policy-document {}",
         shell_quote(policy_name),
         shell_quote(document)
     )
@@ -574,9 +593,10 @@ struct Rendered {
 }
 
 impl Rendered {
-    fn of(entry: &Entry, tasks: &Tasks) -> Option<Self> {
+    fn of(entry: &Entry, context: &Context) -> Option<Self> {
+        let tasks = &context.tasks;
         let section = Section::of(&entry.finding.outcome)?;
-        let undo = Undo::of(entry);
+        let undo = Undo::of(entry, context.account.as_deref(), context.region.as_deref());
         let name = policy_name(entry.finding);
         Some(Rendered {
             section,
@@ -1234,7 +1254,7 @@ mod tests {
         assert_eq!(p["moreTargets"], false);
         assert_eq!(p["replacedDocument"], PERMISSIVE);
         let event = json!({"rollback": {"taskId": TASK, "policyNames": ["WS_AUDIT_a"],
-                                        "reason": UNDO_REASON}});
+            "reason": UNDO_REASON, "accountId": ACCOUNT, "region": "eu-west-1"}});
         assert_eq!(p["undo"], json!({ "rollbackEvent": event }));
 
         assert!(email.contains("Account: 123456789012\n"), "{email}");
@@ -1272,7 +1292,10 @@ mod tests {
         assert_eq!(p["deletedVersionIds"], json!(["4"]));
         assert!(p.get("keptVersionId").is_none());
         let command = p["undo"]["command"].as_str().unwrap();
-        assert_eq!(command, reinstall_command("WS_AUDIT_b", PERMISSIVE));
+        assert_eq!(
+            command,
+            reinstall_command("WS_AUDIT_b", PERMISSIVE, Some("eu-west-1"))
+        );
         assert!(email.contains(&format!("\n  {command}\n")), "{email}");
         assert!(email.contains("- WS_AUDIT_b: version 4 -> 5 (new default); deleted version 4;"));
         assert!(!email.contains("aws lambda invoke"));
@@ -1281,6 +1304,8 @@ mod tests {
             [
                 "iot",
                 "create-policy-version",
+                "--region",
+                "eu-west-1",
                 "--policy-name",
                 "WS_AUDIT_b",
                 "--set-as-default",
@@ -1296,7 +1321,7 @@ mod tests {
         let document = "{\"Statement\": [{\"Resource\": \"arn:aws:iot:*:*:topic/it's/$(id)/`id`/${HOME}\",\n \"Sid\": \"'\\''\\\\'\", \"Condition\": \"!*?[a] ; | & > < #\"}]}\n";
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
-        let command = reinstall_command(name, document);
+        let command = reinstall_command(name, document, None);
         assert_eq!(
             shell_words(&command),
             [
@@ -1315,6 +1340,7 @@ mod tests {
         f.replaced_document = Some(document.into());
         let n = notify(NotificationKind::Audit, &[f]).unwrap();
         let (default, email) = parts(&n);
+        let command = reinstall_command(name, document, Some("eu-west-1"));
         assert_eq!(default["policies"][0]["undo"]["command"], command);
         assert!(email.contains(&command));
     }
@@ -1539,7 +1565,7 @@ mod tests {
         assert_eq!(default["taskIds"], json!(["task-A", "task-B"]));
         assert_eq!(
             default["policies"][1]["undo"]["rollbackEvent"],
-            rollback_event("task-B", "WS_AUDIT_b")
+            rollback_event("task-B", "WS_AUDIT_b", Some(ACCOUNT), Some("eu-west-1"))
         );
         assert!(email.contains("- WS_AUDIT_b [task task-B]: version 1 -> 2"));
         assert!(email.contains("Audit task: task-A, task-B\n"));

@@ -81,16 +81,22 @@ impl Emulator {
         Client::from_conf(self.client_config(region).build())
     }
 
-    /// The real SDK client of `account` in `region`, signing with credentials from moto's STS
-    /// (`AssumeRole` of `arn:aws:iam::<account>:role/member`, asked with the tests' keys by
-    /// aws-config's own provider): its calls land in that account, as a member account's do.
-    pub async fn member_client(&self, account: &str, region: &str) -> Client {
-        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// The process's own configuration as `aws_config` loads it in Lambda, pointed at the
+    /// emulator with the tests' keys (account 123456789012), in us-east-1.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.url)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
             .load()
-            .await;
+            .await
+    }
+
+    /// The real SDK client of `account` in `region`, signing with credentials from moto's STS
+    /// (`AssumeRole` of `arn:aws:iam::<account>:role/member`, asked with the tests' keys by
+    /// aws-config's own provider): its calls land in that account, as a member account's do.
+    pub async fn member_client(&self, account: &str, region: &str) -> Client {
+        let base = self.sdk_config().await;
         let role = format!("arn:aws:iam::{account}:role/member");
         let provider = aws_config::sts::AssumeRoleProvider::builder(role)
             .session_name("tests")

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_iot::Client;
-use iot_audit_remediator::aws::{SdkIot, Throttles};
+use iot_audit_remediator::aws::{Connector, SdkIot, Throttles};
 use iot_audit_remediator::config::{Config, FanoutConfig};
-use iot_audit_remediator::domain::{RestrictivePolicy, RESTRICTIVE_DOCUMENT};
+use iot_audit_remediator::domain::{Home, RestrictivePolicy, RESTRICTIVE_DOCUMENT};
 use iot_audit_remediator::engine::{App, SdkClients};
 use serde_json::{json, Value};
 
@@ -70,6 +70,7 @@ fn clients(iot: Client) -> SdkClients {
         sqs: None,
         sns: None,
         throttles: Throttles::default(),
+        connector: None,
     }
 }
 
@@ -100,6 +101,26 @@ impl Emulator {
     /// [`fanout_app`] on this emulator's IoT and SQS clients.
     pub fn fanout_app(&self, config: Config) -> Arc<App<SdkIot>> {
         fanout_app(self.client(), self.sqs(), config)
+    }
+
+    /// [`app`] serving many accounts and regions (SPEC §11) as the function at `function_arn`:
+    /// other accounts through moto's STS (their calls land in the assumed role's account).
+    /// With this emulator's SQS and SNS clients, for a fan-out queue and a notification topic
+    /// `config` may name.
+    pub async fn org_app(&self, config: Config, function_arn: &str) -> Arc<App<SdkIot>> {
+        let connector = Connector::new(self.sdk_config().await, Throttles::default(), None);
+        let app = app_on(
+            SdkClients {
+                connector: Some(connector),
+                sqs: Some(self.sqs()),
+                sns: Some(self.sns()),
+                ..clients(self.client())
+            },
+            config,
+        );
+        let home = Home::from_function_arn(function_arn).expect("a function ARN");
+        app.home.set(home).expect("a new app has no home yet");
+        app
     }
 
     /// [`app`] with this emulator's SNS client for the topic `config` names (and its SQS
@@ -138,14 +159,37 @@ pub fn finding(task: &str, policy: &str, version: &str) -> Value {
     })
 }
 
+/// The function's ARN when its home is [`super::DEFAULT_ACCOUNT`] in `us-east-1`.
+pub const HOME_FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:remediator";
+
+/// An SNS record of `account`'s audit `task`, published on a topic in `region`, whose overly
+/// permissive check found `non_compliant` resources.
+pub fn audit_record(account: &str, region: &str, task: &str, non_compliant: usize) -> Value {
+    let message = json!({"accountId": account, "taskId": task, "taskStatus": "COMPLETED",
+        "taskType": "ON_DEMAND_AUDIT_TASK", "auditDetails": [{"checkName": CHECK,
+        "checkRunStatus": "COMPLETED_NON_COMPLIANT", "nonCompliantResourcesCount": non_compliant}]});
+    json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "x",
+        "Sns": {"Type": "Notification", "MessageId": format!("m-{task}"),
+            "TopicArn": format!("arn:aws:sns:{region}:{account}:audits"), "Subject": null,
+            "Message": message.to_string(), "Timestamp": "2026-12-01T00:00:00.000Z",
+            "SignatureVersion": "1", "Signature": "x", "SigningCertUrl": "x", "UnsubscribeUrl": "x",
+            "MessageAttributes": {}}})
+}
+
 /// `count` permissive policies `<prefix>00000`, ... and a finding of the task for each.
 pub async fn seed_in_scope(emu: &Emulator, prefix: &str, count: usize) -> Vec<String> {
-    let iot = emu.client();
+    let names = create_permissive(&emu.client(), prefix, count).await;
+    emu.generate_findings(TASK, prefix, count);
+    names
+}
+
+/// `count` permissive policies `<prefix>00000`, ... made through `iot` (so in its account and
+/// region), named as [`Emulator::generate_findings_in`] names their findings.
+pub async fn create_permissive(iot: &Client, prefix: &str, count: usize) -> Vec<String> {
     let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i:05}")).collect();
     for name in &names {
-        create_policy(&iot, name, PERMISSIVE).await;
+        create_policy(iot, name, PERMISSIVE).await;
     }
-    emu.generate_findings(TASK, prefix, count);
     names
 }
 
@@ -259,4 +303,13 @@ pub async fn assert_remediated(client: &Client, policy: &str, kept: bool) {
         permissive_left, kept,
         "{policy}: permissive version kept={kept}: {versions:?}"
     );
+}
+
+/// A benchmark's own arguments: what follows `cargo bench --bench NAME --`, without the
+/// `--bench` flag cargo adds.
+pub fn bench_args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
 }

@@ -13,6 +13,8 @@ use iot_audit_remediator::engine::{App, Cutoff};
 use iot_audit_remediator::entry::{handle, Response};
 use serde_json::{json, Value};
 
+use super::emulator::Emulator;
+
 /// A job queue with a dead-letter queue, as `template.yaml` makes them: after `max_receives`
 /// deliveries a message moves to the dead-letter queue.
 pub struct Queues {
@@ -278,4 +280,30 @@ async fn delete_messages(sqs: aws_sdk_sqs::Client, url: String, handles: Vec<Str
             .unwrap();
         assert!(out.failed().is_empty(), "{:?}", out.failed());
     }
+}
+
+/// A topic with a queue subscribed to it; returns (topic ARN, queue URL).
+pub async fn topic_with_inbox(emu: &Emulator) -> (String, String) {
+    let sns = emu.sns();
+    let sqs = emu.sqs();
+    let topic = sns.create_topic().name("changes").send().await.unwrap();
+    let topic = topic.topic_arn().unwrap().to_owned();
+    let queues = create_queues(&sqs, "inbox", 5, 30).await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queues.arn)
+        .send()
+        .await
+        .unwrap();
+    (topic, queues.url)
+}
+
+/// The SNS envelopes that reached the inbox.
+pub async fn received(emu: &Emulator, inbox: &str) -> Vec<Value> {
+    drain_bodies(&emu.sqs(), inbox)
+        .await
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap())
+        .collect()
 }
