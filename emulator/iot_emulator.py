@@ -994,8 +994,12 @@ def main(argv=None):
     ready_out, sys.stdout = sys.stdout, sys.stderr
 
     stop = threading.Event()
+    # The handler only records the signal: it runs on the main thread, and Event.set() there
+    # would wait forever for the lock the same thread holds when the signal lands inside
+    # stop.wait() (seen: a SIGTERM right after READY hung the process).
+    signalled = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: signalled.append(signum))
     if args.exit_on_stdin_eof:
         threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True, name="stdin").start()
 
@@ -1028,7 +1032,9 @@ def main(argv=None):
         os.replace(tmp, args.port_file)   # readers never see a half-written file
     print(f"READY {url}", file=ready_out, flush=True)
 
-    stop.wait()
+    # Polled, not waited on: see the signal handler above.
+    while not (signalled or stop.is_set()):
+        time.sleep(0.1)
     front.shutdown()
     front.server_close()
     moto.stop()
